@@ -1,0 +1,297 @@
+"""The ``brainage`` command: predict brain age for files and cohorts; train and evaluate."""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import shutil
+import sys
+from pathlib import Path
+
+COLUMNS = ["input", "predicted_age", "predicted_age_volumes", "predicted_age_cnn", "interval_low",
+           "interval_high", "chronological_age", "brain_age_gap", "gm_ml", "wm_ml", "csf_ml",
+           "tiv_ml", "qc", "seconds"]
+
+SAMPLE = Path(__file__).resolve().parent.parent / "Resources" / "SampleData" / "IXI012-HH-1211_T1.nii.gz"
+SAMPLE_AGE = 38.78   # years, from the IXI demographics
+DEFAULT_DATA = Path("..") / "shared" / "data"
+
+
+class ArgumentError(Exception):
+    """Bad command-line arguments (exit status 2)."""
+
+
+def input_stem(path: str) -> str:
+    """File name without its image suffix (``a/b/sub01_T1.nii.gz`` -> ``sub01_T1``)."""
+    name = Path(path.rstrip("/\\")).name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def read_ages(path: str) -> dict[str, float]:
+    """Chronological ages from a CSV with an ``age`` column and one of ``input``,
+    ``subject_id`` or ``id``; keys are matched to inputs by path, file name or stem prefix."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        raise ArgumentError(f"--ages: cannot read {path}: {e.strerror}") from None
+    if not rows or "age" not in rows[0]:
+        raise ArgumentError(f"--ages: {path} needs an 'age' column")
+    key = next((k for k in ("input", "subject_id", "id") if k in rows[0]), None)
+    if key is None:
+        raise ArgumentError(f"--ages: {path} needs an 'input', 'subject_id' or 'id' column")
+    out = {}
+    for r in rows:
+        try:
+            out[r[key]] = float(r["age"])
+        except ValueError:
+            raise ArgumentError(f"--ages: age {r['age']!r} of {r[key]} is not a number") from None
+    return out
+
+
+def match_age(ages: dict[str, float], path: str) -> float | None:
+    if path in ages:
+        return ages[path]
+    stem = input_stem(path)
+    if Path(path).name in ages:
+        return ages[Path(path).name]
+    if stem in ages:
+        return ages[stem]
+    hits = [k for k in ages if stem.startswith(k)]
+    return ages[max(hits, key=len)] if hits else None
+
+
+def _fmt(v, digits=2):
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return ""
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def result_row(path: str, result) -> dict:
+    """One CSV row (DESIGN.md column order) of a BrainAgeResult."""
+    v = result.volumes_ml
+    return {"input": path, "predicted_age": _fmt(result.predicted_age),
+            "predicted_age_volumes": _fmt(result.predicted_age_volumes),
+            "predicted_age_cnn": _fmt(result.predicted_age_cnn),
+            "interval_low": _fmt(result.interval[0]), "interval_high": _fmt(result.interval[1]),
+            "chronological_age": _fmt(result.chronological_age),
+            "brain_age_gap": _fmt(result.brain_age_gap),
+            "gm_ml": _fmt(v["gm"], 1), "wm_ml": _fmt(v["wm"], 1), "csf_ml": _fmt(v["csf"], 1),
+            "tiv_ml": _fmt(v["tiv"], 1), "qc": result.qc_text, "seconds": _fmt(result.seconds, 1)}
+
+
+def error_row(path: str, message: str, seconds: float, age: float | None) -> dict:
+    row = {c: "" for c in COLUMNS}
+    row.update(input=path, qc="error: " + " ".join(message.replace(";", ",").split()),
+               seconds=_fmt(seconds, 1), chronological_age=_fmt(age))
+    return row
+
+
+def summary(row: dict) -> str:
+    if row["qc"].startswith("error"):
+        return f"{row['input']}\n  FAILED: {row['qc'][7:]}"
+    lines = [f"{row['input']}",
+             f"  brain age       {row['predicted_age']} years "
+             f"(90% interval {row['interval_low']}-{row['interval_high']})",
+             f"  from volumes    {row['predicted_age_volumes']} years"]
+    if row["predicted_age_cnn"]:
+        lines.append(f"  from the image  {row['predicted_age_cnn']} years")
+    if row["chronological_age"]:
+        lines.append(f"  chronological   {row['chronological_age']} years, gap {row['brain_age_gap']} years")
+    lines.append(f"  volumes (ml)    GM {row['gm_ml']}  WM {row['wm_ml']}  CSF {row['csf_ml']}  "
+                 f"TIV {row['tiv_ml']}")
+    lines.append(f"  QC              {row['qc']}   ({row['seconds']} s)")
+    return "\n".join(lines)
+
+
+def cmd_predict(args) -> int:
+    import time
+    import SimpleITK as sitk
+    from .io import expand_inputs
+    from .pipeline import predict
+    if args.sample:
+        if args.inputs:
+            raise ArgumentError("--sample takes no INPUT")
+        inputs = [str(SAMPLE)]
+    else:
+        if not args.inputs:
+            raise ArgumentError("give at least one INPUT (file, DICOM folder, folder or glob) or --sample")
+        inputs = expand_inputs(args.inputs)
+        if not inputs:
+            raise ArgumentError("no input matched")
+    ages = read_ages(args.ages) if args.ages else {}
+    if args.sample and not ages:
+        ages = {str(SAMPLE): SAMPLE_AGE}
+    if args.labels_dir:
+        Path(args.labels_dir).mkdir(parents=True, exist_ok=True)
+    if args.output:
+        try:
+            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+            out_f = open(args.output, "w", newline="")
+        except OSError as e:
+            raise ArgumentError(f"--output: cannot write {args.output}: {e.strerror}") from None
+        writer = csv.DictWriter(out_f, fieldnames=COLUMNS)
+        writer.writeheader()
+    bar = None
+    if len(inputs) > 1 and not args.quiet:
+        from tqdm import tqdm
+        bar = tqdm(total=len(inputs), unit="scan", desc="brainage", file=sys.stderr)
+    failed = 0
+    for path in inputs:
+        t0 = time.perf_counter()
+        age = match_age(ages, path)
+        try:
+            result = predict(path, skull_stripped=True if args.skull_stripped else None,
+                             chronological_age=age, approach=args.approach, device=args.device)
+            row = result_row(path, result)
+            if args.labels_dir:
+                sitk.WriteImage(result.labels,
+                                str(Path(args.labels_dir) / f"{input_stem(path)}_tissues.nii.gz"),
+                                useCompression=True)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:   # one bad scan must not stop a cohort
+            failed += 1
+            row = error_row(path, f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e),
+                            time.perf_counter() - t0, age)
+        if args.output:
+            writer.writerow(row)
+            out_f.flush()
+        else:
+            (bar.write if bar else print)(summary(row))
+        if bar:
+            bar.update(1)
+    if bar:
+        bar.close()
+    if args.output:
+        out_f.close()
+        print(f"wrote {len(inputs)} row(s) to {args.output}" + (f"; {failed} failed" if failed else ""),
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _ship(files: dict[str, Path], info: dict) -> None:
+    from . import models
+    for name, src in files.items():
+        shutil.copyfile(src, models.models_dir() / name)
+        models.update_manifest(name, info)
+        print(f"shipped {name} into {models.models_dir()}")
+
+
+def cmd_train_segmentation(args) -> int:
+    import json
+    from .training import SegmentationConfig, train_segmentation
+    cfg = SegmentationConfig(epochs=args.epochs, seed=args.seed, threads=args.threads)
+    out = Path(args.out)
+    weights = train_segmentation(Path(args.data) / "camcan", out, cfg, resume=args.resume,
+                                 log=lambda m: print(m, flush=True))
+    if args.ship:
+        metrics = (out / "segmentation_metrics.csv").read_text().strip().splitlines()
+        _ship({"resunet.safetensors": weights},
+              {"training": "camcan seg_train + reg_train", "config": json.loads(
+                  (out / "segmentation_config.json").read_text()), "last_epoch_metrics": metrics[-1],
+               "metrics_columns": metrics[0]})
+    return 0
+
+
+def cmd_train_cnn(args) -> int:
+    import json
+    from .training import CNNConfig, train_cnn
+    cfg = CNNConfig(epochs=args.epochs, seed=args.seed, threads=args.threads)
+    weights = train_cnn(Path(args.data) / "camcan", args.out, cfg, resume=args.resume,
+                        log=lambda m: print(m, flush=True))
+    if args.ship:
+        metrics = (Path(args.out) / "cnn_metrics.csv").read_text().strip().splitlines()
+        _ship({"age_cnn.safetensors": weights},
+              {"training": "camcan reg_train minus validation part", "config": json.loads(
+                  (Path(args.out) / "cnn_config.json").read_text()), "last_epoch_metrics": metrics[-1],
+               "metrics_columns": metrics[0]})
+    return 0
+
+
+def cmd_train_age_model(args) -> int:
+    import json
+    from .training import fit_age_model
+    cnn = Path(args.cnn_dir) / "age_cnn.safetensors" if args.cnn_dir else None
+    path = fit_age_model(Path(args.data) / "camcan", args.out, Path(args.cache), cnn_weights=cnn,
+                         seed=args.seed, log=lambda m: print(m, flush=True))
+    if args.ship:
+        m = json.loads(path.read_text())
+        _ship({"age_model.json": path}, {"training": "camcan reg_train (features from predicted "
+                                         "segmentations)", "selected": m["volumes"]["selected"],
+                                         "cv": m["volumes"]["cv"]})
+    return 0
+
+
+def cmd_evaluate_segmentation(args) -> int:
+    from .evaluation import evaluate_segmentation
+    evaluate_segmentation(Path(args.data) / "camcan", args.out, split=args.split)
+    return 0
+
+
+def cmd_evaluate_age(args) -> int:
+    from .evaluation import evaluate_age
+    evaluate_age(Path(args.data) / "camcan", args.out, split=args.split)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="brainage", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    pr = sub.add_parser("predict", help="brain age of T1 images (files, DICOM folders, folders, globs)")
+    pr.add_argument("inputs", nargs="*", metavar="INPUT")
+    pr.add_argument("--sample", action="store_true", help="run on the bundled sample T1")
+    pr.add_argument("--output", "-o", help="write a CSV (default: print a summary, write nothing)")
+    pr.add_argument("--labels-dir", help="write <input>_tissues.nii.gz label maps here")
+    pr.add_argument("--skull-stripped", action="store_true", help="inputs are already brain-extracted")
+    pr.add_argument("--ages", help="CSV of chronological ages (columns input|subject_id|id, age)")
+    pr.add_argument("--approach", choices=["ensemble", "volumes", "image"], default="ensemble")
+    pr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    pr.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    pr.set_defaults(func=cmd_predict)
+
+    def training(name, func, hlp, default_out, epochs=None):
+        t = sub.add_parser(name, help=hlp)
+        t.add_argument("--data", default=str(DEFAULT_DATA), help="folder holding camcan/ (default ../shared/data)")
+        t.add_argument("--out", default=default_out)
+        t.add_argument("--seed", type=int, default=20261123)
+        t.add_argument("--ship", action="store_true", help="copy the result into Resources/Models "
+                       "and update manifest.json")
+        if epochs is not None:
+            t.add_argument("--epochs", type=int, default=epochs)
+            t.add_argument("--threads", type=int, default=2)
+            t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+        t.set_defaults(func=func)
+        return t
+    training("train-segmentation", cmd_train_segmentation, "train the tissue ResUNet", "runs/segmentation", 14)
+    training("train-cnn", cmd_train_cnn, "train approach B's CNN", "runs/cnn", 30)
+    ta = training("train-age-model", cmd_train_age_model,
+                  "select and fit approach A, calibrate B and the ensemble", "runs/age")
+    ta.add_argument("--cache", default="runs/cnn/features.npz", help="model-space feature cache")
+    ta.add_argument("--cnn-dir", default=None, help="folder of the trained CNN (with cnn_config.json)")
+    for name, func in (("evaluate-segmentation", cmd_evaluate_segmentation),
+                       ("evaluate-age", cmd_evaluate_age)):
+        e = sub.add_parser(name, help=f"{name.split('-')[1]} metrics on the held-out test split")
+        e.add_argument("--data", default=str(DEFAULT_DATA))
+        e.add_argument("--out", default=f"runs/{name}")
+        e.add_argument("--split", default="test")
+        e.set_defaults(func=func)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ArgumentError as e:
+        parser.error(str(e))   # exits with status 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Shipped models: weights (safetensors), regressors (JSON), template, checksummed.
+
+Everything a prediction needs lies in ``BrainAge/Resources/Models``; ``manifest.json``
+there lists each file with its SHA256, which :func:`verify` checks before any file is used.
+Nothing is downloaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models"
+MANIFEST = "manifest.json"
+
+
+class ModelError(RuntimeError):
+    """A shipped model file is missing or does not match its checksum."""
+
+
+def models_dir() -> Path:
+    """Folder of the shipped models (``BRAINAGE_MODELS_DIR`` overrides it, for tests)."""
+    return Path(os.environ.get("BRAINAGE_MODELS_DIR", MODELS_DIR))
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(folder: str | os.PathLike | None = None) -> dict:
+    folder = Path(folder or models_dir())
+    path = folder / MANIFEST
+    if not path.exists():
+        raise ModelError(f"model manifest not found: {path}")
+    return json.loads(path.read_text())
+
+
+def verify(name: str, folder: str | os.PathLike | None = None) -> Path:
+    """Path of the shipped file ``name`` after checking its SHA256 against the manifest."""
+    folder = Path(folder or models_dir())
+    entry = read_manifest(folder).get("files", {}).get(name)
+    if entry is None:
+        raise ModelError(f"{name} is not listed in {folder / MANIFEST}")
+    path = folder / name
+    if not path.exists():
+        raise ModelError(f"model file missing: {path}")
+    digest = sha256(path)
+    if digest != entry["sha256"]:
+        raise ModelError(f"checksum mismatch for model file {name}: expected {entry['sha256']}, "
+                         f"got {digest}. The file is corrupt or was changed; reinstall BrainAge.")
+    return path
+
+
+def update_manifest(name: str, info: dict, folder: str | os.PathLike | None = None) -> dict:
+    """Add or replace the entry of ``name`` (its SHA256 computed here) in the manifest."""
+    folder = Path(folder or models_dir())
+    path = folder / MANIFEST
+    manifest = json.loads(path.read_text()) if path.exists() else {"files": {}}
+    entry = {"sha256": sha256(folder / name), "bytes": (folder / name).stat().st_size}
+    entry.update(info)
+    manifest.setdefault("files", {})[name] = entry
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return entry
+
+
+def load_json(name: str) -> dict:
+    return json.loads(verify(name).read_text())
+
+
+@lru_cache(maxsize=4)
+def _load_resunet(folder: str):
+    import torch
+    from safetensors.torch import load_file
+    from safetensors import safe_open
+    from .resunet import ResUNet3D
+    path = verify("resunet.safetensors", folder)
+    with safe_open(str(path), "pt") as f:
+        widths = tuple(json.loads(f.metadata()["widths"]))
+    net = ResUNet3D(widths=widths)
+    net.load_state_dict(load_file(str(path)))
+    net.eval()
+    return net.to(memory_format=torch.channels_last_3d)
+
+
+def load_resunet():
+    """The trained segmentation ResUNet (eval mode, CPU)."""
+    return _load_resunet(str(models_dir()))
+
+
+@lru_cache(maxsize=4)
+def _load_template(folder: str):
+    import SimpleITK as sitk
+    return sitk.ReadImage(str(verify("template_T1.nii.gz", folder)), sitk.sitkFloat32)
+
+
+def load_template():
+    """The registration template: mean normalised T1 of the training set, in model space."""
+    return _load_template(str(models_dir()))

@@ -1,0 +1,105 @@
+"""One call from a T1 image to a brain age: :func:`predict`."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import models
+from .io import InputError, read_image, validate_image
+from .preprocessing import preprocess, to_input_grid
+from .segmentation import segment_array
+from .volumes import tissue_volumes_ml, volume_qc
+
+TISSUES = ("csf", "gm", "wm")
+APPROACHES = ("ensemble", "volumes", "image")
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class BrainAgeResult:
+    """Everything :func:`predict` finds for one T1 image. Ages in years, volumes in ml."""
+
+    predicted_age: float                 # the chosen approach (default: ensemble of A and B)
+    predicted_age_volumes: float         # approach A: tissue volumes -> age
+    predicted_age_cnn: float | None      # approach B: 3D CNN on the image
+    interval: tuple[float, float]        # 90% prediction interval of predicted_age
+    volumes_ml: dict[str, float]         # csf, gm, wm, tiv on the input's own grid
+    labels: sitk.Image                   # uint8 0 bg, 1 CSF, 2 GM, 3 WM on the input grid
+    qc: list[str] = field(default_factory=list)   # warnings; empty when all checks passed
+    seconds: float = 0.0
+    chronological_age: float | None = None
+    approach: str = "ensemble"
+    model_space_image: sitk.Image | None = None       # normalised T1 in model space
+    model_space_probabilities: np.ndarray | None = None  # (4, z, y, x) float32
+    age_details: dict = field(default_factory=dict)   # raw (uncorrected) ages of A and B
+
+    @property
+    def brain_age_gap(self) -> float | None:
+        """Predicted minus chronological age (years), when the latter is known."""
+        if self.chronological_age is None:
+            return None
+        return self.predicted_age - self.chronological_age
+
+    @property
+    def qc_text(self) -> str:
+        return ";".join(self.qc) if self.qc else "ok"
+
+
+def _device(device: str) -> str:
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
+    import torch
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but PyTorch sees no CUDA GPU")
+    return device
+
+
+def predict(image: str | os.PathLike | sitk.Image, *, skull_stripped: bool | None = None,
+            chronological_age: float | None = None, approach: str = "ensemble",
+            device: str = "auto", progress: Progress | None = None) -> BrainAgeResult:
+    """Brain age of one T1-weighted MRI (a path or a SimpleITK image; never modified).
+
+    ``skull_stripped``: True skips brain extraction, False forces it, None detects it.
+    ``approach``: "ensemble" (default), "volumes" (A) or "image" (B) sets ``predicted_age``.
+    ``progress(fraction, message)`` is called as the steps advance.
+    """
+    if approach not in APPROACHES:
+        raise ValueError(f"approach must be one of {APPROACHES}, not {approach!r}")
+    report = progress or (lambda f, m: None)
+    t0 = time.perf_counter()
+    dev = _device(device)
+    report(0.0, "reading image")
+    if isinstance(image, sitk.Image):
+        img = validate_image(image)
+    else:
+        img = read_image(image)
+    report(0.1, "preprocessing")
+    prep = preprocess(img, skull_stripped=skull_stripped, progress=lambda f, m: report(0.1 + 0.4 * f, m))
+    report(0.5, "segmenting tissues")
+    prob = segment_array(models.load_resunet(), sitk.GetArrayViewFromImage(prep.image), device=dev)
+    report(0.7, "resampling labels to the input grid")
+    labels = to_input_grid(prob, prep, img)
+    volumes = tissue_volumes_ml(labels)
+    qc = list(prep.qc) + volume_qc(volumes)
+    report(0.8, "estimating age")
+    from .regression import predict_ages
+    ages = predict_ages(prob, sitk.GetArrayViewFromImage(prep.image), volumes, approach=approach,
+                        device=dev)
+    report(1.0, "done")
+    return BrainAgeResult(
+        predicted_age=ages["predicted_age"], predicted_age_volumes=ages["volumes"],
+        predicted_age_cnn=ages.get("cnn"), interval=ages["interval"], volumes_ml=volumes,
+        labels=labels, qc=qc, seconds=time.perf_counter() - t0,
+        chronological_age=chronological_age, approach=approach,
+        model_space_image=prep.image, model_space_probabilities=prob, age_details=ages)
+
+
+__all__ = ["BrainAgeResult", "predict", "InputError"]

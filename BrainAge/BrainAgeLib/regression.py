@@ -1,0 +1,178 @@
+"""Age regression: approach A (tissue volumes), approach B (3D CNN), their ensemble,
+age-bias correction and split-conformal prediction intervals.
+
+Shipped as JSON (``age_model.json``) and safetensors (``age_cnn.safetensors``); no pickle.
+"""
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.linear_model import Ridge
+
+from .volumes import global_fractions, regional_fractions
+
+
+# --------------------------------------------------------------------------- approach A
+
+def volume_features(prob: np.ndarray) -> np.ndarray:
+    """Approach A's features from model-space class probabilities (4, z, y, x):
+    regional tissue fractions of TIV (8 mm cells) followed by global CSF/GM/WM fractions."""
+    return np.concatenate([regional_fractions(prob), global_fractions(prob)])
+
+
+class VolumeAgeRegressor(RegressorMixin, BaseEstimator):
+    """Ridge regression of age (years) on standardised tissue-volume features.
+
+    ``alpha`` is the ridge penalty per feature (the penalty used is ``alpha * n_features``),
+    so that it transfers between feature sets of different sizes. Features constant in the
+    training set are dropped.
+    """
+
+    def __init__(self, alpha: float = 1e-2):
+        self.alpha = alpha
+
+    def fit(self, X, y):
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        std = X.std(0)
+        self.keep_ = np.flatnonzero(std > 0)
+        self.mean_ = X[:, self.keep_].mean(0)
+        self.scale_ = std[self.keep_]
+        Z = (X[:, self.keep_] - self.mean_) / self.scale_
+        ridge = Ridge(alpha=self.alpha * len(self.keep_)).fit(Z, y)
+        self.coef_ = ridge.coef_
+        self.intercept_ = float(ridge.intercept_)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict(self, X):
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"expected {self.n_features_in_} features, got {X.shape[1]}")
+        Z = (X[:, self.keep_] - self.mean_) / self.scale_
+        return Z @ self.coef_ + self.intercept_
+
+    def to_dict(self) -> dict:
+        return {"type": "VolumeAgeRegressor", "alpha": self.alpha,
+                "n_features_in": int(self.n_features_in_), "keep": self.keep_.tolist(),
+                "mean": self.mean_.tolist(), "scale": self.scale_.tolist(),
+                "coef": self.coef_.tolist(), "intercept": self.intercept_}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VolumeAgeRegressor":
+        if d.get("type") != "VolumeAgeRegressor":
+            raise ValueError("not a VolumeAgeRegressor")
+        m = cls(alpha=d["alpha"])
+        m.n_features_in_ = int(d["n_features_in"])
+        m.keep_ = np.asarray(d["keep"], dtype=np.int64)
+        m.mean_ = np.asarray(d["mean"])
+        m.scale_ = np.asarray(d["scale"])
+        m.coef_ = np.asarray(d["coef"])
+        m.intercept_ = float(d["intercept"])
+        return m
+
+
+# --------------------------------------------------------------------------- calibration
+
+class AgeBiasCorrection:
+    """Removes regression to the mean without needing the chronological age at inference.
+
+    Fitted on out-of-fold predictions: predicted = intercept + slope * age; the corrected
+    age is (predicted - intercept) / slope, whose gap to the true age is uncorrelated with age.
+    """
+
+    def __init__(self, slope: float = 1.0, intercept: float = 0.0):
+        self.slope, self.intercept = float(slope), float(intercept)
+
+    def fit(self, predicted, age) -> "AgeBiasCorrection":
+        self.slope, self.intercept = (float(v) for v in np.polyfit(np.asarray(age, float),
+                                                                    np.asarray(predicted, float), 1))
+        if self.slope < 0.2:
+            raise ValueError(f"bias-correction slope {self.slope:.2f} is implausibly small")
+        return self
+
+    def __call__(self, predicted):
+        return (np.asarray(predicted, float) - self.intercept) / self.slope
+
+    def to_dict(self):
+        return {"slope": self.slope, "intercept": self.intercept}
+
+
+def conformal_halfwidth(residuals, coverage: float = 0.9) -> float:
+    """Split-conformal half-width (years) of a ``coverage`` prediction interval."""
+    r = np.sort(np.abs(np.asarray(residuals, float)))
+    n = len(r)
+    k = min(n, math.ceil((n + 1) * coverage))
+    return float(r[k - 1])
+
+
+def best_ensemble_weight(pred_a, pred_b, age, grid=np.linspace(0, 1, 21)) -> float:
+    """Weight of approach A (B gets 1 - w) minimising the MAE of held-out predictions."""
+    maes = [np.mean(np.abs(w * np.asarray(pred_a) + (1 - w) * np.asarray(pred_b) - age)) for w in grid]
+    return float(grid[int(np.argmin(maes))])
+
+
+# --------------------------------------------------------------------------- shipped model
+
+@lru_cache(maxsize=4)
+def _load_age_model(folder: str):
+    from . import models
+    d = json.loads(models.verify("age_model.json", folder).read_text())
+    d["_volumes"] = VolumeAgeRegressor.from_dict(d["volumes"]["regressor"])
+    return d
+
+
+@lru_cache(maxsize=4)
+def _load_cnn(folder: str):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    from . import models
+    from .cnn import AgeCNN
+    path = models.verify("age_cnn.safetensors", folder)
+    with safe_open(str(path), "pt") as f:
+        widths = tuple(json.loads(f.metadata()["widths"]))
+    net = AgeCNN(widths=widths)
+    net.load_state_dict(load_file(str(path)))
+    return net.eval()
+
+
+def predict_ages(prob: np.ndarray, image: np.ndarray, volumes_ml: dict | None = None,
+                 approach: str = "ensemble", device: str = "cpu") -> dict:
+    """Ages (years) from model-space probabilities (4, z, y, x) and the normalised T1 (z, y, x).
+
+    Returns ``volumes`` (A), ``cnn`` (B, None when no CNN is shipped), ``predicted_age`` (the
+    chosen approach), ``interval`` (its 90% prediction interval) and the raw ages.
+    """
+    from . import models
+    folder = str(models.models_dir())
+    m = _load_age_model(folder)
+    raw_a = float(m["_volumes"].predict(volume_features(prob)[None])[0])
+    out = {"volumes_raw": raw_a,
+           "volumes": float(AgeBiasCorrection(**m["volumes"]["bias"])(raw_a))}
+    out["cnn"] = out["cnn_raw"] = None
+    if "cnn" in m:
+        import torch
+        from .cnn import cnn_input, expected_age
+        net = _load_cnn(folder).to(device)
+        x = torch.from_numpy(cnn_input(image, prob))[None].to(device)
+        with torch.inference_mode():
+            raw_b = float(expected_age(net(x))[0])
+        out["cnn_raw"] = raw_b
+        out["cnn"] = float(AgeBiasCorrection(**m["cnn"]["bias"])(raw_b))
+    if approach == "image" and out["cnn"] is None:
+        raise RuntimeError("approach 'image' needs the CNN, which this installation does not ship")
+    if approach == "ensemble" and "ensemble" in m and out["cnn"] is not None:
+        e = m["ensemble"]
+        raw = e["weight_volumes"] * raw_a + (1 - e["weight_volumes"]) * out["cnn_raw"]
+        age, half = float(AgeBiasCorrection(**e["bias"])(raw)), e["interval_halfwidth"]
+    elif approach == "image":
+        age, half = out["cnn"], m["cnn"]["interval_halfwidth"]
+    else:
+        age, half = out["volumes"], m["volumes"]["interval_halfwidth"]
+    out["predicted_age"] = age
+    out["interval"] = (age - half, age + half)
+    return out
