@@ -227,6 +227,19 @@ def cmd_train_age_model(args) -> int:
     return 0
 
 
+def cmd_build_template(args) -> int:
+    from .training import build_template
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = build_template(Path(args.data) / "camcan", out / "template_T1.nii.gz")
+    if args.ship:
+        _ship({"template_T1.nii.gz": path},
+              {"training": "camcan seg_train + reg_train (547 subjects)",
+               "description": "registration template: mean normalised T1 of the training subjects, "
+                              "model space LPS 2 mm 98x116x94"})
+    return 0
+
+
 def cmd_evaluate_segmentation(args) -> int:
     from .evaluation import evaluate_segmentation
     evaluate_segmentation(Path(args.data) / "camcan", args.out, split=args.split)
@@ -267,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
             t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
         t.set_defaults(func=func)
         return t
+    training("build-template", cmd_build_template, "build the registration template", "runs/template")
     training("train-segmentation", cmd_train_segmentation, "train the tissue ResUNet", "runs/segmentation", 14)
     training("train-cnn", cmd_train_cnn, "train approach B's CNN", "runs/cnn", 30)
     ta = training("train-age-model", cmd_train_age_model,

@@ -128,6 +128,7 @@ def _load_age_model(folder: str):
 
 @lru_cache(maxsize=4)
 def _load_cnn(folder: str):
+    import torch
     from safetensors import safe_open
     from safetensors.torch import load_file
     from . import models
@@ -137,7 +138,7 @@ def _load_cnn(folder: str):
         widths = tuple(json.loads(f.metadata()["widths"]))
     net = AgeCNN(widths=widths)
     net.load_state_dict(load_file(str(path)))
-    return net.eval()
+    return net.eval().to(memory_format=torch.channels_last_3d)
 
 
 def predict_ages(prob: np.ndarray, image: np.ndarray, volumes_ml: dict | None = None,
@@ -159,6 +160,8 @@ def predict_ages(prob: np.ndarray, image: np.ndarray, volumes_ml: dict | None = 
         from .cnn import cnn_input, expected_age
         net = _load_cnn(folder).to(device)
         x = torch.from_numpy(cnn_input(image, prob))[None].to(device)
+        if device == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         with torch.inference_mode():
             raw_b = float(expected_age(net(x))[0])
         out["cnn_raw"] = raw_b

@@ -344,7 +344,7 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
     va = np.array([index[s] for s in val_ids])
     X = torch.from_numpy(feats["cnn"].astype(np.float32))
     y = torch.from_numpy(feats["age"].astype(np.float32))
-    net = AgeCNN(widths=cfg.widths)
+    net = AgeCNN(widths=cfg.widths).to(memory_format=torch.channels_last_3d)
     ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = math.ceil(len(tr) / cfg.batch_size)
@@ -366,7 +366,8 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
     def evaluate(model):
         model.eval()
         with torch.no_grad():
-            pred = torch.cat([expected_age(model(X[va[i:i + 16]])) for i in range(0, len(va), 16)])
+            pred = torch.cat([expected_age(model(X[va[i:i + 16]].contiguous(
+                memory_format=torch.channels_last_3d))) for i in range(0, len(va), 16)])
         return float((pred - y[va]).abs().mean())
 
     for epoch in range(start, cfg.epochs):
@@ -376,7 +377,7 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
         losses, maes = [], []
         for s in range(steps):
             idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            xb = _augment_cnn(X[idx], gen, cfg.max_shift)
+            xb = _augment_cnn(X[idx], gen, cfg.max_shift).contiguous(memory_format=torch.channels_last_3d)
             logits = net(xb)
             target = soft_labels(y[idx], cfg.sigma)
             loss = F.kl_div(logits.log_softmax(-1), target, reduction="batchmean")

@@ -1,0 +1,138 @@
+"""The `brainage predict` contract (DESIGN.md): columns, exit codes, batches, labels, checksums."""
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from BrainAgeLib import cli, models
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "Testing" / "data"
+FIXTURES = sorted(DATA.glob("IXI*_T1.nii.gz"))
+COLUMNS = ("input,predicted_age,predicted_age_volumes,predicted_age_cnn,interval_low,interval_high,"
+           "chronological_age,brain_age_gap,gm_ml,wm_ml,csf_ml,tiv_ml,qc,seconds").split(",")
+
+
+def run_cli(*args, env=None, cwd=None):
+    return subprocess.run([sys.executable, "-m", "BrainAgeLib.cli", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    """One CLI run over a folder: two real T1s and a corrupt file, with ages and labels."""
+    assert len(FIXTURES) >= 2, "Testing/data must hold at least two IXI T1 fixtures"
+    tmp = tmp_path_factory.mktemp("batch")
+    folder = tmp / "scans"
+    folder.mkdir()
+    for f in FIXTURES[:2]:
+        shutil.copy(f, folder / f.name)
+    (folder / "broken_T1.nii.gz").write_bytes(b"\x1f\x8b\x08not really a gzip file" * 10)
+    ages = tmp / "ages.csv"
+    ages.write_text("subject_id,age\n" + "".join(f"{f.name[:14]},{40 + i}\n" for i, f in enumerate(FIXTURES[:2])))
+    before = {f.name: f.read_bytes() for f in folder.iterdir()}
+    out = tmp / "results.csv"
+    proc = run_cli("predict", str(folder), "--output", str(out), "--ages", str(ages),
+                   "--labels-dir", str(tmp / "labels"))
+    with open(out, newline="") as f:
+        header = next(csv.reader(f))
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {"proc": proc, "rows": rows, "header": header, "tmp": tmp, "folder": folder, "before": before}
+
+
+def test_columns_in_contract_order(batch):
+    assert batch["header"] == COLUMNS
+    assert cli.COLUMNS == COLUMNS
+
+
+def test_corrupt_file_in_batch_fails_alone(batch):
+    assert batch["proc"].returncode == 1, batch["proc"].stderr
+    rows = {Path(r["input"]).name: r for r in batch["rows"]}
+    assert len(rows) == 3
+    bad = rows["broken_T1.nii.gz"]
+    assert bad["qc"].startswith("error:") and "cannot read" in bad["qc"]
+    assert bad["predicted_age"] == ""
+    for f in FIXTURES[:2]:
+        r = rows[f.name]
+        assert not r["qc"].startswith("error"), r["qc"]
+        age = float(r["predicted_age"])
+        assert 15 < age < 95
+        assert float(r["interval_low"]) < age < float(r["interval_high"])
+        assert 900 < float(r["tiv_ml"]) < 2300
+        assert abs(float(r["gm_ml"]) + float(r["wm_ml"]) + float(r["csf_ml"]) - float(r["tiv_ml"])) < 0.5
+        chron = float(r["chronological_age"])
+        assert abs(float(r["brain_age_gap"]) - (age - chron)) < 0.02
+
+
+def test_inputs_unchanged(batch):
+    after = {f.name: f.read_bytes() for f in batch["folder"].iterdir()}
+    assert after == batch["before"]
+
+
+def test_labels_on_input_grid(batch):
+    for f in FIXTURES[:2]:
+        lab_path = batch["tmp"] / "labels" / f.name.replace(".nii.gz", "_tissues.nii.gz")
+        lab = sitk.ReadImage(str(lab_path))
+        img = sitk.ReadImage(str(f))
+        assert lab.GetSize() == img.GetSize()
+        assert np.allclose(lab.GetOrigin(), img.GetOrigin(), atol=1e-3)
+        assert np.allclose(lab.GetDirection(), img.GetDirection(), atol=1e-5)
+        arr = sitk.GetArrayFromImage(lab)
+        assert arr.dtype == np.uint8 and set(np.unique(arr)) == {0, 1, 2, 3}
+        row = next(r for r in batch["rows"] if Path(r["input"]).name == f.name)
+        gm_ml = (arr == 2).sum() * np.prod(lab.GetSpacing()) / 1000
+        assert abs(gm_ml - float(row["gm_ml"])) < 0.2
+
+
+def test_all_good_exit_zero_and_summary(tmp_path):
+    proc = run_cli("predict", str(FIXTURES[0]))
+    assert proc.returncode == 0, proc.stderr
+    assert "brain age" in proc.stdout and "years" in proc.stdout
+    assert not list(tmp_path.iterdir())   # nothing written without --output
+
+
+@pytest.mark.parametrize("args", [("predict",), ("predict", "--sample", "x.nii.gz"),
+                                  ("predict", "a.nii.gz", "--ages", "/nonexistent/ages.csv"),
+                                  ("predict", "a.nii.gz", "--device", "tpu"), ("frobnicate",)])
+def test_bad_arguments_exit_two(args):
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    assert "error" in proc.stderr.lower()
+
+
+def test_sample_prints_plausible_age():
+    proc = run_cli("predict", "--sample")
+    assert proc.returncode == 0, proc.stderr
+    line = next(l for l in proc.stdout.splitlines() if "brain age" in l)
+    age = float(line.split()[2])
+    assert 18 <= age <= 90
+
+
+def test_checksum_mismatch_names_the_file(tmp_path):
+    folder = tmp_path / "Models"
+    shutil.copytree(models.models_dir(), folder)
+    with open(folder / "age_model.json", "r+b") as f:
+        f.seek(10)
+        f.write(b"9")
+    with pytest.raises(models.ModelError, match="age_model.json"):
+        models.verify("age_model.json", folder)
+    proc = run_cli("predict", str(FIXTURES[0]), env={"BRAINAGE_MODELS_DIR": str(folder)})
+    assert proc.returncode == 1
+    assert "checksum mismatch" in proc.stdout and "age_model.json" in proc.stdout
+
+
+def test_manifest_lists_every_shipped_file():
+    manifest = models.read_manifest()
+    shipped = {p.name for p in models.models_dir().iterdir() if p.name != "manifest.json"}
+    assert shipped == set(manifest["files"])
+    for name in manifest["files"]:
+        models.verify(name)

@@ -1,0 +1,128 @@
+"""The Python API: predict() on real images, bad inputs, and the shipped regressors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from BrainAgeLib import models
+from BrainAgeLib.io import InputError, read_image, validate_image
+from BrainAgeLib.pipeline import predict
+from BrainAgeLib.regression import (AgeBiasCorrection, VolumeAgeRegressor, conformal_halfwidth,
+                                    volume_features)
+
+
+@pytest.fixture(scope="module")
+def template():
+    return models.load_template()
+
+
+@pytest.fixture(scope="module")
+def template_result(template):
+    return predict(template)
+
+
+def test_model_space_image_takes_identity_path(template, template_result):
+    r = template_result
+    assert r.labels.GetSize() == template.GetSize()
+    assert r.labels.GetPixelID() == sitk.sitkUInt8
+    assert np.allclose(r.labels.GetOrigin(), template.GetOrigin())
+    # the mean brain of healthy adults is a plausible adult brain
+    assert 18 < r.predicted_age < 90
+    assert 1000 < r.volumes_ml["tiv"] < 2000
+    fr = {t: r.volumes_ml[t] / r.volumes_ml["tiv"] for t in ("csf", "gm", "wm")}
+    assert 0.3 < fr["gm"] < 0.55 and 0.25 < fr["wm"] < 0.5 and 0.08 < fr["csf"] < 0.4
+    assert r.interval[0] < r.predicted_age < r.interval[1]
+    assert r.brain_age_gap is None
+
+
+def test_approaches(template, template_result):
+    vol = predict(template, approach="volumes", chronological_age=50.0)
+    assert vol.predicted_age == pytest.approx(template_result.predicted_age_volumes)
+    assert vol.brain_age_gap == pytest.approx(vol.predicted_age - 50.0)
+    if template_result.predicted_age_cnn is not None:
+        img = predict(template, approach="image")
+        assert img.predicted_age == pytest.approx(template_result.predicted_age_cnn)
+    with pytest.raises(ValueError, match="approach"):
+        predict(template, approach="magic")
+
+
+def test_input_image_not_modified(template):
+    before = sitk.GetArrayFromImage(template).copy()
+    predict(template, approach="volumes")
+    assert np.array_equal(before, sitk.GetArrayFromImage(template))
+
+
+def _image(arr, spacing=(2.0, 2.0, 2.0)):
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing(spacing)
+    return img
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: _image(np.random.rand(120, 120).astype(np.float32), (1.0, 1.0)), "2D"),
+    (lambda: sitk.JoinSeries([_image(np.random.rand(40, 40, 40).astype(np.float32))] * 3), "4D"),
+    (lambda: _image(np.zeros((60, 60, 60), np.float32)), "empty"),
+    (lambda: _image(np.full((60, 60, 60), np.nan, np.float32)), "NaN"),
+    (lambda: _image(np.random.rand(60, 60, 60).astype(np.float32), (40.0, 40.0, 40.0)), "spacing"),
+    (lambda: _image(np.random.rand(60, 60, 60).astype(np.float32), (0.01, 0.01, 0.01)), "spacing"),
+])
+def test_bad_images_raise_clear_errors(make, message):
+    with pytest.raises(InputError, match=message):
+        predict(make())
+
+
+def test_corrupt_and_missing_files(tmp_path):
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_bytes(b"garbage" * 100)
+    with pytest.raises(InputError, match="cannot read"):
+        read_image(bad)
+    with pytest.raises(InputError, match="no such file"):
+        read_image(tmp_path / "missing.nii.gz")
+
+
+def test_validate_returns_new_float_image(template):
+    u8 = sitk.Cast(sitk.RescaleIntensity(template, 0, 255), sitk.sitkUInt8)
+    out = validate_image(u8)
+    assert out.GetPixelID() == sitk.sitkFloat32 and u8.GetPixelID() == sitk.sitkUInt8
+
+
+def test_volume_regressor_json_round_trip(template_result):
+    """The shipped regressor reloads from JSON to identical predictions."""
+    d = json.loads(models.verify("age_model.json").read_text())["volumes"]["regressor"]
+    reg = VolumeAgeRegressor.from_dict(d)
+    x = volume_features(template_result.model_space_probabilities)[None]
+    again = VolumeAgeRegressor.from_dict(json.loads(json.dumps(reg.to_dict())))
+    assert again.predict(x)[0] == reg.predict(x)[0]
+    assert template_result.age_details["volumes_raw"] == pytest.approx(reg.predict(x)[0])
+
+
+def test_fit_export_reload_identical():
+    rng = np.random.default_rng(0)
+    X = rng.random((80, 30))
+    y = X[:, :5].sum(1) * 10 + rng.normal(0, 0.5, 80)
+    m = VolumeAgeRegressor(alpha=1e-3).fit(X, y)
+    m2 = VolumeAgeRegressor.from_dict(json.loads(json.dumps(m.to_dict())))
+    assert np.array_equal(m.predict(X), m2.predict(X))
+    assert np.corrcoef(m.predict(X), y)[0, 1] > 0.9
+
+
+def test_bias_correction_removes_age_dependence():
+    rng = np.random.default_rng(1)
+    age = rng.uniform(20, 85, 400)
+    pred = 20 + 0.6 * age + rng.normal(0, 4, 400)      # regression to the mean
+    bc = AgeBiasCorrection().fit(pred, age)
+    assert bc.slope == pytest.approx(0.6, abs=0.05)
+    gap = bc(pred) - age
+    assert abs(np.corrcoef(gap, age)[0, 1]) < 0.1
+    assert abs(np.corrcoef(pred - age, age)[0, 1]) > 0.5
+
+
+def test_conformal_halfwidth_covers():
+    rng = np.random.default_rng(2)
+    half = conformal_halfwidth(rng.normal(0, 5, 500), 0.9)
+    assert half == pytest.approx(1.645 * 5, rel=0.12)
+    fresh = rng.normal(0, 5, 5000)
+    assert 0.87 < (np.abs(fresh) <= half).mean() < 0.93
