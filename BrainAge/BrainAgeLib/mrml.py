@@ -1,0 +1,239 @@
+"""Slicer glue without Qt: MRML volume node <-> SimpleITK image, and a BrainAge result as a
+segmentation node (native segments with standard terminology and colours) and a table node.
+
+Imports only ``slicer``'s MRML and logic classes, which exist both in the Slicer application
+and in the ``slicer-core`` package (headless), so that all of it is tested without Qt.
+Slicer's physical space is RAS; ITK's is LPS.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import SimpleITK as sitk
+
+import slicer
+import vtk
+from vtk.util import numpy_support
+
+# segment id, name, label value, SNOMED CT type code and meaning, colour (Slicer's terminology)
+SEGMENTS = (
+    ("CSF", "Cerebrospinal fluid", 1, "65216001", "Cerebrospinal fluid", (85, 188, 255)),
+    ("GM", "Gray matter", 2, "389081007", "Gray matter", (200, 200, 235)),
+    ("WM", "White matter", 3, "389080008", "White matter", (250, 250, 210)),
+)
+CATEGORY = ("SCT", "123037004", "Anatomical Structure")
+TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
+REGION_CONTEXT = "Anatomic codes - DICOM master list"
+_LPS = np.diag([-1.0, -1.0, 1.0])
+
+
+def terminology_entry(code: str, meaning: str) -> str:
+    """Slicer's terminology-entry tag string for a segment type in the Anatomical Structure category."""
+    cat = "^".join(CATEGORY)
+    return f"{TERMINOLOGY_CONTEXT}~{cat}~SCT^{code}^{meaning}~^^~{REGION_CONTEXT}~^^~^^"
+
+
+def setup_headless_scene():
+    """A real MRML scene with the application logic and the module logics BrainAge needs,
+    as Slicer's application sets them up at start-up (for slicer-core, without Qt).
+
+    Returns ``(scene, application_logic)``; keep both alive while the scene is used.
+    """
+    scene = slicer.vtkMRMLScene()
+    app = slicer.vtkSlicerApplicationLogic()
+    app.SetMRMLScene(scene)
+    app._brainage_logics = []
+    for name, cls in (("Volumes", slicer.vtkSlicerVolumesLogic),
+                      ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic),
+                      ("SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic),
+                      ("Colors", slicer.vtkMRMLColorLogic)):
+        logic = cls()
+        logic.SetMRMLApplicationLogic(app)
+        logic.SetMRMLScene(scene)
+        app.SetModuleLogic(name, logic)
+        app._brainage_logics.append(logic)
+    return scene, app
+
+
+# --------------------------------------------------------------------------- volumes
+
+def _ijk_to_ras(node) -> np.ndarray:
+    m = vtk.vtkMatrix4x4()
+    node.GetIJKToRASDirectionMatrix(m)
+    return np.array([[m.GetElement(r, c) for c in range(3)] for r in range(3)])
+
+
+def volume_node_to_sitk(volumeNode) -> sitk.Image:
+    """A SimpleITK image (a copy) with the voxels and geometry of a scalar volume node.
+
+    Parent transforms are not applied: the image is in the node's own coordinates.
+    """
+    image_data = volumeNode.GetImageData() if volumeNode is not None else None
+    if image_data is None:
+        raise ValueError("the volume node holds no image data")
+    dims = image_data.GetDimensions()
+    if image_data.GetNumberOfScalarComponents() != 1:
+        raise ValueError("the volume node is not a scalar volume")
+    arr = numpy_support.vtk_to_numpy(image_data.GetPointData().GetScalars())
+    arr = np.array(arr).reshape(dims[2], dims[1], dims[0])
+    image = sitk.GetImageFromArray(arr)
+    image.SetSpacing(volumeNode.GetSpacing())
+    image.SetOrigin(tuple(_LPS @ np.array(volumeNode.GetOrigin())))
+    image.SetDirection(tuple((_LPS @ _ijk_to_ras(volumeNode)).ravel()))
+    return image
+
+
+def update_volume_node_from_sitk(node, image: sitk.Image) -> None:
+    """Set the voxels and geometry of ``node`` (scalar or labelmap volume) from ``image``."""
+    arr = np.ascontiguousarray(sitk.GetArrayFromImage(image))
+    vtk_arr = numpy_support.numpy_to_vtk(arr.ravel(), deep=True)
+    image_data = vtk.vtkImageData()
+    image_data.SetDimensions(image.GetSize())
+    image_data.GetPointData().SetScalars(vtk_arr)
+    node.SetSpacing(image.GetSpacing())
+    node.SetOrigin(tuple(_LPS @ np.array(image.GetOrigin())))
+    ras = _LPS @ np.array(image.GetDirection()).reshape(3, 3)
+    m = vtk.vtkMatrix4x4()
+    for r in range(3):
+        for c in range(3):
+            m.SetElement(r, c, ras[r, c])
+    node.SetIJKToRASDirectionMatrix(m)
+    node.SetAndObserveImageData(image_data)
+
+
+def add_volume_node(scene, image: sitk.Image, name: str = "T1", labelmap: bool = False):
+    """A new volume node in ``scene`` holding ``image`` (with display nodes)."""
+    cls = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
+    node = scene.AddNewNodeByClass(cls, name)
+    update_volume_node_from_sitk(node, image)
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+# --------------------------------------------------------------------------- outputs
+
+def _place_in_study(scene, volumeNode, node) -> None:
+    """Put ``node`` beside the input volume in the subject hierarchy (its study or patient)."""
+    sh = scene.GetSubjectHierarchyNode()
+    if sh is None:
+        return
+    vol_item = sh.GetItemByDataNode(volumeNode)
+    item = sh.GetItemByDataNode(node)
+    if vol_item and item:
+        sh.SetItemParent(item, sh.GetItemParent(vol_item))
+
+
+def update_segmentation_node(scene, segmentationNode, labels: sitk.Image, volumeNode) -> None:
+    """Fill ``segmentationNode`` with the CSF, GM and WM segments of ``labels`` (input grid)."""
+    segmentation = segmentationNode.GetSegmentation()
+    segmentation.RemoveAllSegments()
+    segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+    for seg_id, name, _, code, meaning, rgb in SEGMENTS:
+        segmentation.AddEmptySegment(seg_id, name, [c / 255 for c in rgb])
+        segment = segmentation.GetSegment(seg_id)
+        segment.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), terminology_entry(code, meaning))
+        segment.SetNameAutoGenerated(False)
+        segment.SetColorAutoGenerated(False)
+    label_node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__brainage_labels__")
+    try:
+        update_volume_node_from_sitk(label_node, sitk.Cast(labels, sitk.sitkUInt8))
+        ids = vtk.vtkStringArray()
+        for seg_id, *_ in SEGMENTS:
+            ids.InsertNextValue(seg_id)
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(
+                label_node, segmentationNode, ids):
+            raise RuntimeError("importing the tissue labels into the segmentation failed")
+    finally:
+        scene.RemoveNode(label_node)
+    if segmentationNode.GetDisplayNode() is None:
+        segmentationNode.CreateDefaultDisplayNodes()
+    _place_in_study(scene, volumeNode, segmentationNode)
+
+
+TABLE_COLUMNS = ("Measurement", "Value", "Unit")
+
+
+def table_rows(result) -> list[tuple[str, str, str]]:
+    """(measurement, value, unit) rows of a BrainAgeResult for the results table."""
+    def f(v, d=1):
+        return "" if v is None else f"{v:.{d}f}"
+    v = result.volumes_ml
+    return [
+        ("Predicted brain age", f(result.predicted_age), "years"),
+        ("Predicted age from tissue volumes (A)", f(result.predicted_age_volumes), "years"),
+        ("Predicted age from the image CNN (B)", f(result.predicted_age_cnn), "years"),
+        ("90% interval low", f(result.interval[0]), "years"),
+        ("90% interval high", f(result.interval[1]), "years"),
+        ("Chronological age", f(result.chronological_age), "years"),
+        ("Brain age gap", f(result.brain_age_gap), "years"),
+        ("Gray matter volume", f(v["gm"]), "ml"),
+        ("White matter volume", f(v["wm"]), "ml"),
+        ("Cerebrospinal fluid volume", f(v["csf"]), "ml"),
+        ("Total intracranial volume", f(v["tiv"]), "ml"),
+        ("Approach", result.approach, ""),
+        ("QC", result.qc_text, ""),
+    ]
+
+
+def update_table_node(tableNode, result) -> None:
+    """Overwrite ``tableNode`` with the measurements of ``result``."""
+    table = tableNode.GetTable()
+    table.Initialize()
+    columns = []
+    for name in TABLE_COLUMNS:
+        col = vtk.vtkStringArray()
+        col.SetName(name)
+        columns.append(col)
+    for row in table_rows(result):
+        for col, value in zip(columns, row):
+            col.InsertNextValue(value)
+    for col in columns:
+        table.AddColumn(col)
+    tableNode.Modified()
+
+
+def read_table_node(tableNode) -> dict[str, str]:
+    """Measurement -> value of a BrainAge results table node."""
+    table = tableNode.GetTable()
+    names, values = table.GetColumnByName("Measurement"), table.GetColumnByName("Value")
+    return {names.GetValue(i): values.GetValue(i) for i in range(table.GetNumberOfRows())}
+
+
+@dataclass
+class ProcessResult:
+    segmentationNode: object
+    tableNode: object
+    result: object          # BrainAgeLib.pipeline.BrainAgeResult
+
+    @property
+    def predicted_age(self) -> float:
+        return self.result.predicted_age
+
+
+def process(scene, volumeNode, segmentationNode=None, tableNode=None, chronologicalAge=None,
+            approach: str = "ensemble", device: str = "auto", skullStripped: bool | None = None,
+            progress: Callable[[float, str], None] | None = None) -> ProcessResult:
+    """Brain age of a volume node; tissues into a segmentation node, measurements into a table.
+
+    Outputs that are None are created; given ones are reused and overwritten. The input node
+    is never modified.
+    """
+    from .pipeline import predict
+    if volumeNode is None or not volumeNode.IsA("vtkMRMLScalarVolumeNode") or volumeNode.IsA(
+            "vtkMRMLLabelMapVolumeNode"):
+        raise ValueError("the input must be a scalar volume node holding a T1-weighted MRI")
+    image = volume_node_to_sitk(volumeNode)
+    result = predict(image, skull_stripped=skullStripped, chronological_age=chronologicalAge,
+                     approach=approach, device=device, progress=progress)
+    base = volumeNode.GetName() or "T1"
+    if segmentationNode is None:
+        segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{base} tissues")
+        segmentationNode.CreateDefaultDisplayNodes()
+    update_segmentation_node(scene, segmentationNode, result.labels, volumeNode)
+    if tableNode is None:
+        tableNode = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{base} brain age")
+    update_table_node(tableNode, result)
+    _place_in_study(scene, volumeNode, tableNode)
+    return ProcessResult(segmentationNode, tableNode, result)
