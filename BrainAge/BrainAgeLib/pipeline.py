@@ -51,6 +51,15 @@ class BrainAgeResult:
         return ";".join(self.qc) if self.qc else "ok"
 
 
+def contrast_qc(prob: np.ndarray, image: np.ndarray) -> list[str]:
+    """A warning unless mean intensities order as on a T1: WM > GM > CSF."""
+    lab = prob.argmax(0)
+    means = [float(image[lab == c].mean()) if (lab == c).any() else float("nan") for c in (1, 2, 3)]
+    if not (means[2] > means[1] > means[0]):
+        return ["not a T1: tissue contrast WM > GM > CSF not found"]
+    return []
+
+
 def _device(device: str) -> str:
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
@@ -88,7 +97,7 @@ def predict(image: str | os.PathLike | sitk.Image, *, skull_stripped: bool | Non
     report(0.7, "resampling labels to the input grid")
     labels = to_input_grid(prob, prep, img)
     volumes = tissue_volumes_ml(labels)
-    qc = list(prep.qc) + volume_qc(volumes)
+    qc = list(prep.qc) + volume_qc(volumes) + contrast_qc(prob, sitk.GetArrayViewFromImage(prep.image))
     report(0.8, "estimating age")
     from .regression import predict_ages
     ages = predict_ages(prob, sitk.GetArrayViewFromImage(prep.image), volumes, approach=approach,

@@ -1,0 +1,110 @@
+"""Raw-scan preprocessing on real whole-head T1s (IXI fixtures): brain extraction,
+registration to the template, detection of skull-stripped inputs, non-T1 inputs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from BrainAgeLib import models
+from BrainAgeLib.io import InputError, read_image
+from BrainAgeLib.preprocessing import (MIN_SIMILARITY, check_t1_like, looks_skull_stripped,
+                                       normalize_intensity, preprocess, same_grid)
+
+DATA = Path(__file__).resolve().parent / "data"
+T1 = DATA / "IXI013-HH-1212_T1.nii.gz"
+DLMUSE = DATA / "IXI013-HH-1212_DLMUSE_tissues.nii.gz"
+
+
+def dice(a, b):
+    return 2 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+@pytest.fixture(scope="module")
+def image():
+    return read_image(T1)
+
+
+@pytest.fixture(scope="module")
+def prep(image):
+    before = sitk.GetArrayFromImage(image).copy()
+    out = preprocess(image)
+    out._input_before = before
+    return out
+
+
+def test_whole_head_is_brain_extracted_like_dlmuse(image, prep):
+    assert not prep.skull_stripped
+    assert prep.brain_mask is not None and same_grid(prep.brain_mask, image)
+    ref = sitk.GetArrayFromImage(sitk.ReadImage(str(DLMUSE))) > 0
+    assert dice(sitk.GetArrayFromImage(prep.brain_mask) > 0, ref) > 0.93
+
+
+def test_registered_to_template(prep):
+    template = models.load_template()
+    assert same_grid(prep.image, template)
+    assert prep.similarity > MIN_SIMILARITY
+    assert prep.qc == []
+    arr = sitk.GetArrayViewFromImage(prep.image)
+    assert arr.max() <= 2.0 and np.percentile(arr[arr > 0], 99.5) == pytest.approx(1.0, abs=0.02)
+
+
+def test_reoriented_and_resampled_copy_lands_in_the_same_place(image, prep):
+    """A 1.5 mm copy in another orientation gives nearly the same model-space image."""
+    flipped = sitk.DICOMOrient(image, "RAS")
+    out_spacing = (1.5, 1.5, 1.5)
+    size = [int(n * s / 1.5) for n, s in zip(flipped.GetSize(), flipped.GetSpacing())]
+    fine = sitk.Resample(flipped, size, sitk.Transform(), sitk.sitkLinear, flipped.GetOrigin(),
+                         out_spacing, flipped.GetDirection(), 0.0, sitk.sitkFloat32)
+    p2 = preprocess(fine)
+    a = sitk.GetArrayViewFromImage(prep.image)
+    b = sitk.GetArrayViewFromImage(p2.image)
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+
+
+def test_skull_stripped_input_is_detected(image, prep):
+    stripped = sitk.Mask(image, prep.brain_mask)
+    assert looks_skull_stripped(stripped)
+    assert not looks_skull_stripped(image)
+    p = preprocess(stripped)
+    assert p.skull_stripped and p.brain_mask is None
+    assert p.similarity > MIN_SIMILARITY
+
+
+def test_model_space_input_takes_identity_path():
+    template = models.load_template()
+    p = preprocess(template)
+    assert p.transform.GetName() == "Transform" or p.transform.GetParameters() == ()
+    assert np.allclose(sitk.GetArrayViewFromImage(p.image),
+                       normalize_intensity(sitk.GetArrayViewFromImage(template)))
+
+
+def test_label_map_is_refused():
+    lab = sitk.ReadImage(str(DLMUSE), sitk.sitkFloat32)
+    with pytest.raises(InputError, match="label map"):
+        check_t1_like(lab)
+
+
+def test_ct_like_range_is_refused(image):
+    arr = sitk.GetArrayFromImage(image)
+    ct = np.where(arr > 0.05 * arr.max(), 40.0, -1000.0).astype(np.float32)
+    ct_img = sitk.GetImageFromArray(ct + np.random.default_rng(0).normal(0, 5, ct.shape).astype(np.float32))
+    ct_img.CopyInformation(image)
+    with pytest.raises(InputError, match="CT"):
+        preprocess(ct_img)
+
+
+def test_inverted_contrast_gets_a_qc_warning(image, prep):
+    """A T2-like image (CSF bright, WM dark) is flagged, not silently aged."""
+    brain = sitk.GetArrayFromImage(sitk.Mask(image, prep.brain_mask))
+    inv = np.where(brain > 0, brain.max() * 1.05 - brain, 0).astype(np.float32)
+    inv_img = sitk.GetImageFromArray(inv)
+    inv_img.CopyInformation(image)
+    p = preprocess(inv_img, skull_stripped=True)
+    assert any("not a T1" in w or "low similarity" in w for w in p.qc), p.qc
+
+
+def test_input_image_not_modified(image, prep):
+    assert np.array_equal(prep._input_before, sitk.GetArrayFromImage(image))
