@@ -252,6 +252,12 @@ def cmd_evaluate_age(args) -> int:
     return 0
 
 
+def cmd_evaluate_ixi(args) -> int:
+    from .evaluation import evaluate_ixi
+    evaluate_ixi(Path(args.data) / "ixi10", args.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="brainage", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -294,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
         e.add_argument("--out", default=f"runs/{name}")
         e.add_argument("--split", default="test")
         e.set_defaults(func=func)
+    ix = sub.add_parser("evaluate-ixi", help="raw whole-head scans of another site (ixi10) against DLMUSE")
+    ix.add_argument("--data", default=str(DEFAULT_DATA))
+    ix.add_argument("--out", default="runs/evaluate-ixi")
+    ix.set_defaults(func=cmd_evaluate_ixi)
     return p
 
 

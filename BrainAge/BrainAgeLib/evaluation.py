@@ -25,7 +25,8 @@ def evaluate_segmentation(data_dir, out_dir, split: str = "test", log=print) -> 
     Writes ``dice.csv`` (per subject), ``summary.json`` (mean and SD per tissue) and
     ``example.png`` (one subject's slices, reference beside prediction).
     """
-    from .pipeline import predict
+    from .io import read_image
+    from .pipeline import segment_image
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -33,13 +34,15 @@ def evaluate_segmentation(data_dir, out_dir, split: str = "test", log=print) -> 
     example = None
     for i, r in enumerate(subjects):
         p = camcan_paths(data_dir, r["subject_id"])
-        res = predict(str(p["image"]), approach="volumes")
-        pred = sitk.GetArrayFromImage(res.labels)
+        t0 = time.perf_counter()
+        _, _, labels = segment_image(read_image(p["image"]))
+        seconds = time.perf_counter() - t0
+        pred = sitk.GetArrayFromImage(labels)
         ref = sitk.GetArrayFromImage(sitk.ReadImage(str(p["seg"])))
         d = dice_scores(pred, ref)
         rows.append({"subject_id": r["subject_id"], "dice_csf": round(d[0], 4),
                      "dice_gm": round(d[1], 4), "dice_wm": round(d[2], 4),
-                     "seconds": round(res.seconds, 2)})
+                     "seconds": round(seconds, 2)})
         if example is None:
             example = (r["subject_id"], sitk.GetArrayFromImage(sitk.ReadImage(str(p["image"]))), ref, pred)
         if (i + 1) % 20 == 0:
@@ -147,3 +150,69 @@ def plot_ages(rows, metrics, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def read_dlmuse_tissues(dlmuse_path, tissue_map_csv) -> np.ndarray:
+    """DLMUSE parcellation -> tissue labels (0 bg, 1 CSF, 2 GM, 3 WM) via the tissue map."""
+    code = {"CSF": 1, "GM": 2, "WM": 3}
+    with open(tissue_map_csv, newline="") as f:
+        mapping = {int(r["dlmuse_label"]): code[r["tissue"]] for r in csv.DictReader(f)}
+    arr = sitk.GetArrayFromImage(sitk.ReadImage(str(dlmuse_path))).astype(np.int64)
+    lut = np.zeros(max(arr.max(), max(mapping)) + 1, np.uint8)
+    for k, v in mapping.items():
+        lut[k] = v
+    return lut[arr]
+
+
+def evaluate_ixi(data_dir, out_dir, log=print) -> dict:
+    """Raw whole-head scans of another site (ixi10): Dice and volumes against DLMUSE's tissues,
+    TIV against DLMUSE's brain volume, and the age error. Writes ``ixi.csv`` and ``summary.json``."""
+    from .pipeline import predict
+    d = Path(data_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(d / "subjects.csv", newline="") as f:
+        subjects = list(csv.DictReader(f))
+    rows = []
+    for s in subjects:
+        sid, age = s["subject_id"], float(s["age"])
+        res = predict(str(d / "t1" / f"{sid}_T1.nii.gz"), chronological_age=age)
+        ours = sitk.GetArrayFromImage(res.labels)
+        ref = read_dlmuse_tissues(d / "dlmuse" / f"{sid}_DLMUSE.nii.gz", d / "dlmuse_tissue_map.csv")
+        vox = float(np.prod(res.labels.GetSpacing())) / 1000
+        brain_ml = float((sitk.GetArrayFromImage(sitk.ReadImage(str(d / "dlmuse" / f"{sid}_DLMUSE.nii.gz"))) > 0).sum()) * vox
+        dsc = dice_scores(ours, ref)
+        row = {"subject_id": sid, "age": age, "predicted_age": round(res.predicted_age, 2),
+               "predicted_age_volumes": round(res.predicted_age_volumes, 2),
+               "predicted_age_cnn": None if res.predicted_age_cnn is None else round(res.predicted_age_cnn, 2),
+               "dice_csf": round(dsc[0], 4), "dice_gm": round(dsc[1], 4), "dice_wm": round(dsc[2], 4)}
+        for t, lab in (("csf", 1), ("gm", 2), ("wm", 3)):
+            row[f"{t}_ml"] = round(res.volumes_ml[t], 1)
+            row[f"{t}_ml_dlmuse"] = round(float((ref == lab).sum()) * vox, 1)
+        row["tiv_ml"] = round(res.volumes_ml["tiv"], 1)
+        row["brain_ml_dlmuse"] = round(brain_ml, 1)
+        row["tiv_diff_pct"] = round(100 * (res.volumes_ml["tiv"] - brain_ml) / brain_ml, 2)
+        row["qc"] = res.qc_text
+        row["seconds"] = round(res.seconds, 2)
+        rows.append(row)
+        log(f"{sid}: Dice CSF {dsc[0]:.3f} GM {dsc[1]:.3f} WM {dsc[2]:.3f}, TIV {row['tiv_diff_pct']:+.1f}% "
+            f"vs DLMUSE brain, age {age:.1f} -> {res.predicted_age:.1f} ({res.qc_text})")
+    _write_csv(out / "ixi.csv", rows)
+    summary = {"n": len(rows)}
+    for k in ("dice_csf", "dice_gm", "dice_wm", "tiv_diff_pct"):
+        v = np.array([r[k] for r in rows], float)
+        summary[k] = {"mean": round(float(v.mean()), 4), "sd": round(float(v.std(ddof=1)), 4)}
+    summary["abs_tiv_diff_pct_max"] = round(float(max(abs(r["tiv_diff_pct"]) for r in rows)), 2)
+    for name in ("predicted_age", "predicted_age_volumes", "predicted_age_cnn"):
+        vals = [r[name] for r in rows]
+        if None not in vals:
+            summary[f"mae_{name}"] = round(float(np.mean([abs(v - r["age"]) for v, r in zip(vals, rows)])), 2)
+    for t in ("csf", "gm", "wm"):
+        a = np.array([r[f"{t}_ml"] for r in rows])
+        b = np.array([r[f"{t}_ml_dlmuse"] for r in rows])
+        summary[f"{t}_volume"] = {"mean_diff_pct": round(float(np.mean(100 * (a - b) / b)), 2),
+                                  "r": round(float(np.corrcoef(a, b)[0, 1]), 3)}
+    summary["median_seconds"] = float(np.median([r["seconds"] for r in rows]))
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    log(json.dumps(summary))
+    return summary

@@ -71,6 +71,20 @@ def _device(device: str) -> str:
     return device
 
 
+def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, device: str = "cpu",
+                  progress: Progress | None = None):
+    """Preprocess and segment a validated T1: returns ``(preprocessed, probabilities, labels)``,
+    the class probabilities (4, z, y, x) in model space and the uint8 labels on the input grid."""
+    report = progress or (lambda f, m: None)
+    report(0.1, "preprocessing")
+    prep = preprocess(image, skull_stripped=skull_stripped,
+                      progress=lambda f, m: report(0.1 + 0.4 * f, m))
+    report(0.5, "segmenting tissues")
+    prob = segment_array(models.load_resunet(), sitk.GetArrayViewFromImage(prep.image), device=device)
+    report(0.7, "resampling labels to the input grid")
+    return prep, prob, to_input_grid(prob, prep, image)
+
+
 def predict(image: str | os.PathLike | sitk.Image, *, skull_stripped: bool | None = None,
             chronological_age: float | None = None, approach: str = "ensemble",
             device: str = "auto", progress: Progress | None = None) -> BrainAgeResult:
@@ -86,16 +100,8 @@ def predict(image: str | os.PathLike | sitk.Image, *, skull_stripped: bool | Non
     t0 = time.perf_counter()
     dev = _device(device)
     report(0.0, "reading image")
-    if isinstance(image, sitk.Image):
-        img = validate_image(image)
-    else:
-        img = read_image(image)
-    report(0.1, "preprocessing")
-    prep = preprocess(img, skull_stripped=skull_stripped, progress=lambda f, m: report(0.1 + 0.4 * f, m))
-    report(0.5, "segmenting tissues")
-    prob = segment_array(models.load_resunet(), sitk.GetArrayViewFromImage(prep.image), device=dev)
-    report(0.7, "resampling labels to the input grid")
-    labels = to_input_grid(prob, prep, img)
+    img = validate_image(image) if isinstance(image, sitk.Image) else read_image(image)
+    prep, prob, labels = segment_image(img, skull_stripped=skull_stripped, device=dev, progress=report)
     volumes = tissue_volumes_ml(labels)
     qc = list(prep.qc) + volume_qc(volumes) + contrast_qc(prob, sitk.GetArrayViewFromImage(prep.image))
     report(0.8, "estimating age")
