@@ -288,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
         return t
     training("build-template", cmd_build_template, "build the registration template", "runs/template")
     training("train-segmentation", cmd_train_segmentation, "train the tissue ResUNet", "runs/segmentation", 14)
-    training("train-cnn", cmd_train_cnn, "train approach B's CNN", "runs/cnn", 30)
+    training("train-cnn", cmd_train_cnn, "train approach B's CNN", "runs/cnn", 60)
     ta = training("train-age-model", cmd_train_age_model,
                   "select and fit approach A, calibrate B and the ensemble", "runs/age")
     ta.add_argument("--cache", default="runs/cnn/features.npz", help="model-space feature cache")

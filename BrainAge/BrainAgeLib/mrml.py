@@ -120,9 +120,14 @@ def _place_in_study(scene, volumeNode, node) -> None:
     if sh is None:
         return
     vol_item = sh.GetItemByDataNode(volumeNode)
+    if not vol_item:
+        return
+    parent = sh.GetItemParent(vol_item)
     item = sh.GetItemByDataNode(node)
-    if vol_item and item:
-        sh.SetItemParent(item, sh.GetItemParent(vol_item))
+    if item:
+        sh.SetItemParent(item, parent)
+    else:
+        sh.CreateItem(parent, node)
 
 
 def update_segmentation_node(scene, segmentationNode, labels: sitk.Image, volumeNode) -> None:
@@ -192,6 +197,13 @@ def update_table_node(tableNode, result) -> None:
     for col in columns:
         table.AddColumn(col)
     tableNode.Modified()
+
+
+def segment_terminology(segment) -> str:
+    """The terminology-entry tag string of a segment ('' when it has none)."""
+    value = vtk.reference("")
+    segment.GetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), value)
+    return str(value)
 
 
 def read_table_node(tableNode) -> dict[str, str]:

@@ -10,7 +10,7 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin
 from sklearn.linear_model import Ridge
 
 from .volumes import global_fractions, regional_fractions
@@ -24,51 +24,76 @@ def volume_features(prob: np.ndarray) -> np.ndarray:
     return np.concatenate([regional_fractions(prob), global_fractions(prob)])
 
 
-class VolumeAgeRegressor(RegressorMixin, BaseEstimator):
-    """Ridge regression of age (years) on standardised tissue-volume features.
+class VolumeFeatureTransform(TransformerMixin, BaseEstimator):
+    """Drop tissue-volume features that are (nearly) always empty, then apply a power.
 
-    ``alpha`` is the ridge penalty per feature (the penalty used is ``alpha * n_features``),
-    so that it transfers between feature sets of different sizes. Features constant in the
-    training set are dropped.
+    Features whose training mean is at most ``min_mean`` (a fraction of TIV; cells at the
+    edge of the field of view) carry only noise that standardisation would amplify. The power
+    (default: square root) stabilises the variance of small volumes.
     """
 
-    def __init__(self, alpha: float = 1e-2):
-        self.alpha = alpha
+    def __init__(self, power: float = 0.5, min_mean: float = 1e-6):
+        self.power = power
+        self.min_mean = min_mean
 
-    def fit(self, X, y):
+    def fit(self, X, y=None):
         X = np.asarray(X, dtype=np.float64)
-        y = np.asarray(y, dtype=np.float64)
-        std = X.std(0)
-        self.keep_ = np.flatnonzero(std > 0)
-        self.mean_ = X[:, self.keep_].mean(0)
-        self.scale_ = std[self.keep_]
-        Z = (X[:, self.keep_] - self.mean_) / self.scale_
-        ridge = Ridge(alpha=self.alpha * len(self.keep_)).fit(Z, y)
-        self.coef_ = ridge.coef_
-        self.intercept_ = float(ridge.intercept_)
+        self.keep_ = np.flatnonzero((X.std(0) > 0) & (X.mean(0) > self.min_mean))
         self.n_features_in_ = X.shape[1]
         return self
 
-    def predict(self, X):
+    def transform(self, X):
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"expected {self.n_features_in_} features, got {X.shape[1]}")
-        Z = (X[:, self.keep_] - self.mean_) / self.scale_
-        return Z @ self.coef_ + self.intercept_
+        return np.clip(X[:, self.keep_], 0, None) ** self.power
+
+
+class VolumeAgeRegressor(RegressorMixin, BaseEstimator):
+    """Approach A: ridge regression of age (years) on standardised tissue-volume features.
+
+    Features pass through :class:`VolumeFeatureTransform` (``power``, ``min_mean``).
+    ``alpha`` is the ridge penalty per feature (the penalty used is ``alpha * n_features``),
+    so that it transfers between feature sets of different sizes.
+    """
+
+    def __init__(self, alpha: float = 1e-2, power: float = 0.5, min_mean: float = 1e-6):
+        self.alpha = alpha
+        self.power = power
+        self.min_mean = min_mean
+
+    def fit(self, X, y):
+        self.features_ = VolumeFeatureTransform(self.power, self.min_mean).fit(X)
+        Z = self.features_.transform(X)
+        self.mean_ = Z.mean(0)
+        self.scale_ = Z.std(0)
+        self.scale_[self.scale_ == 0] = 1.0
+        ridge = Ridge(alpha=self.alpha * Z.shape[1]).fit((Z - self.mean_) / self.scale_,
+                                                         np.asarray(y, dtype=np.float64))
+        self.coef_ = ridge.coef_
+        self.intercept_ = float(ridge.intercept_)
+        self.n_features_in_ = self.features_.n_features_in_
+        return self
+
+    def predict(self, X):
+        Z = self.features_.transform(X)
+        return ((Z - self.mean_) / self.scale_) @ self.coef_ + self.intercept_
 
     def to_dict(self) -> dict:
-        return {"type": "VolumeAgeRegressor", "alpha": self.alpha,
-                "n_features_in": int(self.n_features_in_), "keep": self.keep_.tolist(),
-                "mean": self.mean_.tolist(), "scale": self.scale_.tolist(),
-                "coef": self.coef_.tolist(), "intercept": self.intercept_}
+        return {"type": "VolumeAgeRegressor", "alpha": self.alpha, "power": self.power,
+                "min_mean": self.min_mean, "n_features_in": int(self.n_features_in_),
+                "keep": self.features_.keep_.tolist(), "mean": self.mean_.tolist(),
+                "scale": self.scale_.tolist(), "coef": self.coef_.tolist(),
+                "intercept": self.intercept_}
 
     @classmethod
     def from_dict(cls, d: dict) -> "VolumeAgeRegressor":
         if d.get("type") != "VolumeAgeRegressor":
             raise ValueError("not a VolumeAgeRegressor")
-        m = cls(alpha=d["alpha"])
-        m.n_features_in_ = int(d["n_features_in"])
-        m.keep_ = np.asarray(d["keep"], dtype=np.int64)
+        m = cls(alpha=d["alpha"], power=d["power"], min_mean=d["min_mean"])
+        m.features_ = VolumeFeatureTransform(d["power"], d["min_mean"])
+        m.features_.keep_ = np.asarray(d["keep"], dtype=np.int64)
+        m.features_.n_features_in_ = m.n_features_in_ = int(d["n_features_in"])
         m.mean_ = np.asarray(d["mean"])
         m.scale_ = np.asarray(d["scale"])
         m.coef_ = np.asarray(d["coef"])

@@ -288,7 +288,7 @@ class CNNConfig:
     """Settings of ``brainage train-cnn`` (logged with the weights)."""
     widths: tuple[int, ...] = (16, 32, 64, 128, 128)
     n_val: int = 60                 # subjects of reg_train held out for validation/ensembling
-    epochs: int = 40
+    epochs: int = 60
     batch_size: int = 8
     lr: float = 2e-3
     weight_decay: float = 1e-3
@@ -413,18 +413,20 @@ def candidate_regressors(seed: int) -> dict:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import PolynomialFeatures, StandardScaler
     from sklearn.svm import SVR
-    from .regression import VolumeAgeRegressor
+    from .regression import VolumeAgeRegressor, VolumeFeatureTransform
     return {
         "polynomial (deg 3) on global fractions [seed]":
             (make_pipeline(PolynomialFeatures(3), LinearRegression()), "global"),
-        "ridge on global fractions": (VolumeAgeRegressor(alpha=1e-3), "global"),
+        "ridge on global fractions": (VolumeAgeRegressor(alpha=1e-3, power=1.0), "global"),
         "gradient boosting on PCA(30) of regional": (make_pipeline(
-            StandardScaler(), PCA(30, random_state=seed),
+            VolumeFeatureTransform(), StandardScaler(), PCA(30, random_state=seed),
             HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=seed)), "all"),
-        "linear SVR on regional": (make_pipeline(StandardScaler(), SVR(kernel="linear", C=1e-3, epsilon=1.0)), "all"),
-        "ridge on regional, alpha 1e-3": (VolumeAgeRegressor(alpha=1e-3), "all"),
-        "ridge on regional, alpha 1e-2": (VolumeAgeRegressor(alpha=1e-2), "all"),
-        "ridge on regional, alpha 1e-1": (VolumeAgeRegressor(alpha=1e-1), "all"),
+        "linear SVR on regional": (make_pipeline(VolumeFeatureTransform(), StandardScaler(),
+                                                 SVR(kernel="linear", C=1e-3, epsilon=1.0)), "all"),
+        "ridge on regional, no transform, alpha 1e-2": (VolumeAgeRegressor(alpha=1e-2, power=1.0), "all"),
+        "ridge on regional, sqrt, alpha 1e-3": (VolumeAgeRegressor(alpha=1e-3), "all"),
+        "ridge on regional, sqrt, alpha 1e-2": (VolumeAgeRegressor(alpha=1e-2), "all"),
+        "ridge on regional, sqrt, alpha 1e-1": (VolumeAgeRegressor(alpha=1e-1), "all"),
     }
 
 
