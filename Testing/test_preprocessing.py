@@ -9,6 +9,7 @@ import pytest
 import SimpleITK as sitk
 
 from BrainAgeLib import models
+from BrainAgeLib import preprocessing as pp
 from BrainAgeLib.io import InputError, read_image
 from BrainAgeLib.preprocessing import (MIN_SIMILARITY, check_t1_like, looks_skull_stripped,
                                        normalize_intensity, preprocess, same_grid)
@@ -20,6 +21,18 @@ DLMUSE = DATA / "IXI013-HH-1212_DLMUSE_tissues.nii.gz"
 
 def dice(a, b):
     return 2 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+def volume_ml(mask: sitk.Image) -> float:
+    return float((sitk.GetArrayViewFromImage(mask) > 0).sum()) * float(np.prod(mask.GetSpacing())) / 1000
+
+
+def resampled(image: sitk.Image, orientation: str, spacing: float) -> sitk.Image:
+    """A copy in another orientation and spacing, same physical content."""
+    img = sitk.DICOMOrient(image, orientation)
+    size = [int(n * s / spacing) for n, s in zip(img.GetSize(), img.GetSpacing())]
+    return sitk.Resample(img, size, sitk.Transform(), sitk.sitkLinear, img.GetOrigin(),
+                         (spacing,) * 3, img.GetDirection(), 0.0, sitk.sitkFloat32)
 
 
 @pytest.fixture(scope="module")
@@ -52,25 +65,33 @@ def test_registered_to_template(prep):
 
 
 def test_reoriented_and_resampled_copy_lands_in_the_same_place(image, prep):
-    """A 1.5 mm copy in another orientation gives nearly the same model-space image."""
-    flipped = sitk.DICOMOrient(image, "RAS")
-    out_spacing = (1.5, 1.5, 1.5)
-    size = [int(n * s / 1.5) for n, s in zip(flipped.GetSize(), flipped.GetSpacing())]
-    fine = sitk.Resample(flipped, size, sitk.Transform(), sitk.sitkLinear, flipped.GetOrigin(),
-                         out_spacing, flipped.GetDirection(), 0.0, sitk.sitkFloat32)
+    """A 1.5 mm copy in another orientation gives nearly the same model-space image and the
+    same brain volume; its mask comes back on its own (finer) grid."""
+    fine = resampled(image, "RAS", 1.5)
     p2 = preprocess(fine)
     a = sitk.GetArrayViewFromImage(prep.image)
     b = sitk.GetArrayViewFromImage(p2.image)
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+    assert same_grid(p2.brain_mask, fine)
+    assert volume_ml(p2.brain_mask) == pytest.approx(volume_ml(prep.brain_mask), rel=0.03)
+    # the transforms differ (other input grid) but send the same model-space point to the
+    # same physical point
+    centre = models.load_template().TransformContinuousIndexToPhysicalPoint((49, 58, 47))
+    assert np.allclose(prep.transform.TransformPoint(centre), p2.transform.TransformPoint(centre), atol=3)
+    assert p2.similarity > MIN_SIMILARITY and p2.qc == []
 
 
 def test_skull_stripped_input_is_detected(image, prep):
-    stripped = sitk.Mask(image, prep.brain_mask)
+    """A brain-extracted copy (reoriented, 1.5 mm) is recognised and not extracted again."""
+    stripped = resampled(sitk.Mask(image, prep.brain_mask), "LPS", 1.5)
     assert looks_skull_stripped(stripped)
     assert not looks_skull_stripped(image)
     p = preprocess(stripped)
     assert p.skull_stripped and p.brain_mask is None
-    assert p.similarity > MIN_SIMILARITY
+    assert p.similarity > MIN_SIMILARITY and p.qc == []
+    a = sitk.GetArrayViewFromImage(prep.image)
+    b = sitk.GetArrayViewFromImage(p.image)
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
 
 
 def test_model_space_input_takes_identity_path():
@@ -103,7 +124,28 @@ def test_inverted_contrast_gets_a_qc_warning(image, prep):
     inv_img = sitk.GetImageFromArray(inv)
     inv_img.CopyInformation(image)
     p = preprocess(inv_img, skull_stripped=True)
-    assert any("not a T1" in w or "low similarity" in w for w in p.qc), p.qc
+    assert any(w.startswith("not a T1: inverted contrast") for w in p.qc), p.qc
+    assert all(";" not in w and "," not in w for w in p.qc)
+
+
+def test_missing_deepbet_gives_a_clear_error(image, monkeypatch):
+    import sys
+    monkeypatch.setattr(pp, "_BET", None)
+    monkeypatch.setitem(sys.modules, "deepbet", None)
+    with pytest.raises(RuntimeError, match="deepbet"):
+        preprocess(image, skull_stripped=False)
+
+
+def test_label_map_is_refused_before_any_work():
+    """A label map stored as float with 4 values is refused before any work."""
+    arr = np.zeros((40, 40, 40), np.float32)
+    arr[10:30, 10:30, 10:30] = 1
+    arr[15:25, 15:25, 15:25] = 2
+    arr[18:22, 18:22, 18:22] = 3
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((4.0, 4.0, 4.0))
+    with pytest.raises(InputError, match="label map"):
+        preprocess(img)
 
 
 def test_input_image_not_modified(image, prep):

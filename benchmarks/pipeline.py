@@ -1,8 +1,11 @@
 """End-to-end benchmark on a 1 mm whole-head T1 (an ixi10 head resampled to 1 mm), side by
-side with brain extraction alone (deepbet), on this machine's CPU.
+side with brain extraction alone (deepbet as a stand-alone tool: its default settings on the
+1 mm image), on this machine's CPU.
 
-Each measurement runs in a fresh process (models loaded, then one warm-up run, then timed
-runs); peak memory is that process's maximum resident set size.
+Measured: (a) deepbet alone, (b) preprocess() (resampling, brain extraction, N4, registration,
+normalisation), (c) predict() end to end (reading the file included). Each measurement runs in a
+fresh process (models loaded, then one warm-up run, then timed runs); peak memory is that
+process's maximum resident set size (ru_maxrss), which counts torch's allocations too.
 
     python benchmarks/pipeline.py [--data ../shared/data] [--runs 3] [--threads 2]
 """
@@ -33,15 +36,26 @@ def make_1mm(src: Path, dst: Path) -> None:
 
 def worker(what: str, path: str, runs: int, threads: int) -> None:
     import resource
+    import warnings
     import SimpleITK as sitk
     import torch
+    warnings.simplefilter("ignore")
     torch.set_num_threads(threads)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     from BrainAgeLib.io import read_image
-    from BrainAgeLib.pipeline import predict
-    from BrainAgeLib.preprocessing import extract_brain
     img = read_image(path)
-    fn = (lambda: extract_brain(img)) if what == "bet" else (lambda: predict(path))
+    if what == "bet":
+        from deepbet import BrainExtraction
+        from BrainAgeLib.preprocessing import sitk_to_nibabel
+        bet = BrainExtraction(no_gpu=True)
+        nii = sitk_to_nibabel(img)
+        fn = lambda: bet.run(nii)                           # noqa: E731
+    elif what == "preprocess":
+        from BrainAgeLib.preprocessing import preprocess
+        fn = lambda: preprocess(img)                        # noqa: E731
+    else:
+        from BrainAgeLib.pipeline import predict
+        fn = lambda: predict(path, device="cpu")            # noqa: E731
     fn()                                        # warm-up: loads the networks
     secs = []
     for _ in range(runs):
@@ -69,20 +83,25 @@ def main() -> None:
         head = Path(tmp) / "head_1mm.nii.gz"
         make_1mm(src, head)
         res = {}
-        for what in ("bet", "predict"):
+        for what in ("bet", "preprocess", "predict"):
             out = subprocess.run([sys.executable, __file__, "--runs", str(args.runs), "--threads",
                                   str(args.threads), "--worker", what, str(head)],
-                                 capture_output=True, text=True, check=True)
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                print(f"{what} failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
+                continue
             res[what] = json.loads(out.stdout.strip().splitlines()[-1])
-    size = res["predict"]["size"]
+    size = next(iter(res.values()))["size"]
     print(f"1 mm whole-head T1 {size[0]}x{size[1]}x{size[2]} ({args.subject}), {args.threads} threads, "
-          f"{args.runs} timed runs after a warm-up")
-    print(f"{'step':34s} {'median s':>9s} {'peak MB':>8s}")
-    names = {"bet": "brain extraction alone (deepbet)", "predict": "end to end (predict)"}
+          f"median of {args.runs} timed runs after a warm-up")
+    names = {"bet": "brain extraction alone (deepbet)", "preprocess": "preprocess()",
+             "predict": "predict() end to end"}
+    base = np.median(res["bet"]["seconds"]) if "bet" in res else None
+    print(f"{'step':34s} {'median s':>9s} {'peak MB':>8s} {'x deepbet':>10s}")
     for k, v in res.items():
-        print(f"{names[k]:34s} {np.median(v['seconds']):9.2f} {v['peak_mb']:8.0f}")
-    print(f"ratio end-to-end / brain extraction: "
-          f"{np.median(res['predict']['seconds']) / np.median(res['bet']['seconds']):.2f}")
+        med = np.median(v["seconds"])
+        ratio = f"{med / base:10.2f}" if base else f"{'':>10s}"
+        print(f"{names[k]:34s} {med:9.2f} {v['peak_mb']:8.0f} {ratio}")
 
 
 if __name__ == "__main__":

@@ -103,9 +103,13 @@ def evaluate_age(data_dir, out_dir, split: str = "test", log=print) -> dict:
                      "ensemble": res.predicted_age, "volumes": res.predicted_age_volumes,
                      "cnn": res.predicted_age_cnn, "volumes_raw": ages["volumes_raw"],
                      "cnn_raw": ages["cnn_raw"], "interval_low": lo, "interval_high": hi,
+                     "halfwidths": ages.get("interval_halfwidths", {}),
                      "qc": res.qc_text, "seconds": round(res.seconds, 2)})
         if (i + 1) % 20 == 0:
             log(f"{i + 1}/{len(subjects)} subjects ({time.time() - t0:.0f} s)")
+    halfwidths = rows[0].pop("halfwidths") if rows else {}
+    for r in rows[1:]:
+        r.pop("halfwidths")
     _write_csv(out / "predictions.csv", rows)
     age = np.array([r["age"] for r in rows])
     metrics = {"split": split, "n": len(rows)}
@@ -118,6 +122,11 @@ def evaluate_age(data_dir, out_dir, split: str = "test", log=print) -> dict:
     hi = np.array([r["interval_high"] for r in rows])
     metrics["interval_coverage"] = round(float(((age >= lo) & (age <= hi)).mean()), 3)
     metrics["interval_mean_width"] = round(float((hi - lo).mean()), 2)
+    for name, half in halfwidths.items():      # each approach's own 90% interval
+        if name in metrics:
+            p = np.array([r[name] for r in rows], float)
+            metrics[name]["interval_coverage"] = round(float((np.abs(age - p) <= half).mean()), 3)
+            metrics[name]["interval_width"] = round(2 * half, 2)
     metrics["median_seconds"] = float(np.median([r["seconds"] for r in rows]))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     plot_ages(rows, metrics, out / "scatter.png")
@@ -125,7 +134,8 @@ def evaluate_age(data_dir, out_dir, split: str = "test", log=print) -> dict:
         if name in metrics:
             m = metrics[name]
             log(f"{name:9s} MAE {m['mae']:.2f} RMSE {m['rmse']:.2f} R2 {m['r2']:.3f} r {m['r']:.3f} "
-                f"r(gap,age) {m['r_gap_age']:+.3f}")
+                f"r(gap,age) {m['r_gap_age']:+.3f}"
+                + (f", 90% interval coverage {m['interval_coverage']:.2f}" if "interval_coverage" in m else ""))
     log(f"90% interval coverage {metrics['interval_coverage']:.2f}")
     return metrics
 
@@ -180,27 +190,38 @@ def evaluate_ixi(data_dir, out_dir, log=print) -> dict:
         ours = sitk.GetArrayFromImage(res.labels)
         ref = read_dlmuse_tissues(d / "dlmuse" / f"{sid}_DLMUSE.nii.gz", d / "dlmuse_tissue_map.csv")
         vox = float(np.prod(res.labels.GetSpacing())) / 1000
-        brain_ml = float((sitk.GetArrayFromImage(sitk.ReadImage(str(d / "dlmuse" / f"{sid}_DLMUSE.nii.gz"))) > 0).sum()) * vox
         dsc = dice_scores(ours, ref)
-        row = {"subject_id": sid, "age": age, "predicted_age": round(res.predicted_age, 2),
+        dl_brain = sitk.GetArrayFromImage(sitk.ReadImage(str(d / "dlmuse" / f"{sid}_DLMUSE.nii.gz"))) > 0
+        mask_dice = None
+        if res.brain_mask is not None:
+            m = sitk.GetArrayViewFromImage(res.brain_mask) > 0
+            mask_dice = round(float(2 * (m & dl_brain).sum() / (m.sum() + dl_brain.sum())), 4)
+        row = {"subject_id": sid, "age": age, "dice_brain_mask": mask_dice,
+               "similarity": None if res.template_similarity is None else round(res.template_similarity, 4),
+               "predicted_age": round(res.predicted_age, 2),
                "predicted_age_volumes": round(res.predicted_age_volumes, 2),
                "predicted_age_cnn": None if res.predicted_age_cnn is None else round(res.predicted_age_cnn, 2),
                "dice_csf": round(dsc[0], 4), "dice_gm": round(dsc[1], 4), "dice_wm": round(dsc[2], 4)}
         for t, lab in (("csf", 1), ("gm", 2), ("wm", 3)):
             row[f"{t}_ml"] = round(res.volumes_ml[t], 1)
             row[f"{t}_ml_dlmuse"] = round(float((ref == lab).sum()) * vox, 1)
+        brain_ml = float(dl_brain.sum()) * vox
         row["tiv_ml"] = round(res.volumes_ml["tiv"], 1)
         row["brain_ml_dlmuse"] = round(brain_ml, 1)
         row["tiv_diff_pct"] = round(100 * (res.volumes_ml["tiv"] - brain_ml) / brain_ml, 2)
         row["qc"] = res.qc_text
         row["seconds"] = round(res.seconds, 2)
         rows.append(row)
-        log(f"{sid}: Dice CSF {dsc[0]:.3f} GM {dsc[1]:.3f} WM {dsc[2]:.3f}, TIV {row['tiv_diff_pct']:+.1f}% "
+        log(f"{sid}: brain-mask Dice {mask_dice}, similarity {row['similarity']}, Dice CSF {dsc[0]:.3f} "
+            f"GM {dsc[1]:.3f} WM {dsc[2]:.3f}, TIV {row['tiv_diff_pct']:+.1f}% "
             f"vs DLMUSE brain, age {age:.1f} -> {res.predicted_age:.1f} ({res.qc_text})")
     _write_csv(out / "ixi.csv", rows)
     summary = {"n": len(rows)}
-    for k in ("dice_csf", "dice_gm", "dice_wm", "tiv_diff_pct"):
-        v = np.array([r[k] for r in rows], float)
+    for k in ("dice_brain_mask", "similarity", "dice_csf", "dice_gm", "dice_wm", "tiv_diff_pct"):
+        v = np.array([np.nan if r[k] is None else r[k] for r in rows], float)
+        v = v[np.isfinite(v)]
+        if not len(v):
+            continue
         summary[k] = {"mean": round(float(v.mean()), 4), "sd": round(float(v.std(ddof=1)), 4)}
     summary["abs_tiv_diff_pct_max"] = round(float(max(abs(r["tiv_diff_pct"]) for r in rows)), 2)
     for name in ("predicted_age", "predicted_age_volumes", "predicted_age_cnn"):
@@ -212,6 +233,7 @@ def evaluate_ixi(data_dir, out_dir, log=print) -> dict:
         b = np.array([r[f"{t}_ml_dlmuse"] for r in rows])
         summary[f"{t}_volume"] = {"mean_diff_pct": round(float(np.mean(100 * (a - b) / b)), 2),
                                   "r": round(float(np.corrcoef(a, b)[0, 1]), 3)}
+    summary["qc_flagged"] = sum(r["qc"] != "ok" for r in rows)
     summary["median_seconds"] = float(np.median([r["seconds"] for r in rows]))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     log(json.dumps(summary))

@@ -17,41 +17,64 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-# segment id, name, label value, SNOMED CT type code and meaning, colour (Slicer's terminology)
+# Segment id, name, label value, SNOMED CT type code and meaning, and Slicer's recommended colour,
+# as in Slicer's terminology "Segmentation category and type - DICOM master list"
+# (Modules/Loadable/Terminologies/Resources/SegmentationCategoryTypeModifier-DICOM-Master.json;
+# the same colours are in Base/Logic/Resources/ColorFiles/GenericAnatomyColors.txt:
+# cerebro-spinal_fluid, gray_matter, white_matter). Slicer's "General Anatomy list" holds gray and
+# white matter with the same codes and colours but not CSF (65216001), so the DICOM master list,
+# which Slicer loads by default too, is the context of all three.
 SEGMENTS = (
-    ("CSF", "Cerebrospinal fluid", 1, "65216001", "Cerebrospinal fluid", (85, 188, 255)),
-    ("GM", "Gray matter", 2, "389081007", "Gray matter", (200, 200, 235)),
-    ("WM", "White matter", 3, "389080008", "White matter", (250, 250, 210)),
+    ("CSF", "Cerebrospinal fluid", 1, "65216001", "Cerebrospinal Fluid", (85, 188, 255)),
+    ("GM", "Gray matter", 2, "389081007", "Gray Matter", (200, 200, 235)),
+    ("WM", "White matter", 3, "389080008", "White Matter", (250, 250, 210)),
 )
-CATEGORY = ("SCT", "123037004", "Anatomical Structure")
-TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
+CATEGORY = ("SCT", "123037004", "Anatomical Structure")   # scheme, code value, meaning
+TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
 REGION_CONTEXT = "Anatomic codes - DICOM master list"
 _LPS = np.diag([-1.0, -1.0, 1.0])
 
 
 def terminology_entry(code: str, meaning: str) -> str:
-    """Slicer's terminology-entry tag string for a segment type in the Anatomical Structure category."""
-    cat = "^".join(CATEGORY)
-    return f"{TERMINOLOGY_CONTEXT}~{cat}~SCT^{code}^{meaning}~^^~{REGION_CONTEXT}~^^~^^"
+    """Slicer's terminology-entry tag string (``context~category~type~modifier~region context~
+    region~region modifier``, each code ``scheme^value^meaning``) for a segment type of the
+    Anatomical Structure category, made by Slicer's own serializer."""
+    scheme, cat_code, cat_meaning = CATEGORY
+    return slicer.vtkSlicerTerminologiesModuleLogic.SerializeTerminologyEntry(
+        TERMINOLOGY_CONTEXT, cat_code, scheme, cat_meaning, code, "SCT", meaning,
+        "", "", "", REGION_CONTEXT, "", "", "", "", "", "")
 
 
 def setup_headless_scene():
     """A real MRML scene with the application logic and the module logics BrainAge needs,
-    as Slicer's application sets them up at start-up (for slicer-core, without Qt).
+    set up as Slicer's application does at start-up (for slicer-core, without Qt).
 
-    Returns ``(scene, application_logic)``; keep both alive while the scene is used.
+    Returns ``(scene, application_logic)``; keep both alive while the scene is used (the module
+    logics are kept alive by the application logic). Inside Slicer use ``slicer.mrmlScene``.
     """
     scene = slicer.vtkMRMLScene()
     app = slicer.vtkSlicerApplicationLogic()
     app.SetMRMLScene(scene)
     app._brainage_logics = []
-    for name, cls in (("Volumes", slicer.vtkSlicerVolumesLogic),
-                      ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic),
+    for name, cls in (("Colors", slicer.vtkMRMLColorLogic),
+                      ("Volumes", slicer.vtkSlicerVolumesLogic),
+                      ("Terminologies", slicer.vtkSlicerTerminologiesModuleLogic),
                       ("SubjectHierarchy", slicer.vtkSlicerSubjectHierarchyModuleLogic),
-                      ("Colors", slicer.vtkMRMLColorLogic)):
+                      ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic)):
         logic = cls()
         logic.SetMRMLApplicationLogic(app)
-        logic.SetMRMLScene(scene)
+        if name == "Terminologies":
+            # slicer-core ships no terminology JSON files: loading Slicer's defaults on SetMRMLScene
+            # fails (and would print errors). Segments are tagged with terminology strings, which
+            # need no loaded terminology.
+            shown = vtk.vtkObject.GetGlobalWarningDisplay()
+            vtk.vtkObject.GlobalWarningDisplayOff()
+            try:
+                logic.SetMRMLScene(scene)
+            finally:
+                vtk.vtkObject.SetGlobalWarningDisplay(shown)
+        else:
+            logic.SetMRMLScene(scene)
         app.SetModuleLogic(name, logic)
         app._brainage_logics.append(logic)
     return scene, app
@@ -131,7 +154,8 @@ def _place_in_study(scene, volumeNode, node) -> None:
 
 
 def update_segmentation_node(scene, segmentationNode, labels: sitk.Image, volumeNode) -> None:
-    """Fill ``segmentationNode`` with the CSF, GM and WM segments of ``labels`` (input grid)."""
+    """Fill ``segmentationNode`` with the CSF, GM and WM segments of ``labels`` (uint8 on the input
+    grid), replacing whatever it held; its reference geometry is ``volumeNode``'s."""
     segmentation = segmentationNode.GetSegmentation()
     segmentation.RemoveAllSegments()
     segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
@@ -141,19 +165,23 @@ def update_segmentation_node(scene, segmentationNode, labels: sitk.Image, volume
         segment.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), terminology_entry(code, meaning))
         segment.SetNameAutoGenerated(False)
         segment.SetColorAutoGenerated(False)
-    label_node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__brainage_labels__")
-    try:
-        update_volume_node_from_sitk(label_node, sitk.Cast(labels, sitk.sitkUInt8))
-        ids = vtk.vtkStringArray()
-        for seg_id, *_ in SEGMENTS:
-            ids.InsertNextValue(seg_id)
-        if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(
-                label_node, segmentationNode, ids):
-            raise RuntimeError("importing the tissue labels into the segmentation failed")
-    finally:
-        scene.RemoveNode(label_node)
+    # The labels are in the input's own (local) coordinates, like the labelmap node below, which
+    # is outside the scene (nothing appears in, or is removed from, the scene) and so has no parent
+    # transform. The import resamples through any transform between the two nodes, so the
+    # segmentation takes no transform during the import and the input's transform after it.
+    segmentationNode.SetAndObserveTransformNodeID(None)
+    label_node = slicer.vtkMRMLLabelMapVolumeNode()
+    update_volume_node_from_sitk(label_node, sitk.Cast(labels, sitk.sitkUInt8))
+    ids = vtk.vtkStringArray()
+    for seg_id, *_ in SEGMENTS:       # label value i goes to the i-th id: 1 CSF, 2 GM, 3 WM
+        ids.InsertNextValue(seg_id)
+    if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(
+            label_node, segmentationNode, ids):
+        raise RuntimeError("importing the tissue labels into the segmentation failed")
     if segmentationNode.GetDisplayNode() is None:
         segmentationNode.CreateDefaultDisplayNodes()
+    # shown where the input is shown, also when the input is under a transform
+    segmentationNode.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
     _place_in_study(scene, volumeNode, segmentationNode)
 
 
@@ -215,6 +243,8 @@ def read_table_node(tableNode) -> dict[str, str]:
 
 @dataclass
 class ProcessResult:
+    """What :func:`process` made: the output nodes and the full ``BrainAgeResult``."""
+
     segmentationNode: object
     tableNode: object
     result: object          # BrainAgeLib.pipeline.BrainAgeResult
@@ -223,22 +253,32 @@ class ProcessResult:
     def predicted_age(self) -> float:
         return self.result.predicted_age
 
+    @property
+    def interval(self) -> tuple[float, float]:
+        return self.result.interval
 
-def process(scene, volumeNode, segmentationNode=None, tableNode=None, chronologicalAge=None,
-            approach: str = "ensemble", device: str = "auto", skullStripped: bool | None = None,
-            progress: Callable[[float, str], None] | None = None) -> ProcessResult:
-    """Brain age of a volume node; tissues into a segmentation node, measurements into a table.
+    @property
+    def brain_age_gap(self) -> float | None:
+        return self.result.brain_age_gap
 
-    Outputs that are None are created; given ones are reused and overwritten. The input node
-    is never modified.
-    """
-    from .pipeline import predict
+    @property
+    def volumes_ml(self) -> dict[str, float]:
+        return self.result.volumes_ml
+
+
+def _check_input(volumeNode) -> None:
     if volumeNode is None or not volumeNode.IsA("vtkMRMLScalarVolumeNode") or volumeNode.IsA(
             "vtkMRMLLabelMapVolumeNode"):
         raise ValueError("the input must be a scalar volume node holding a T1-weighted MRI")
-    image = volume_node_to_sitk(volumeNode)
-    result = predict(image, skull_stripped=skullStripped, chronological_age=chronologicalAge,
-                     approach=approach, device=device, progress=progress)
+    if volumeNode.GetImageData() is None:
+        raise ValueError("the input volume node holds no image data")
+
+
+def show_result(scene, volumeNode, result, segmentationNode=None, tableNode=None) -> ProcessResult:
+    """Put a ``BrainAgeResult`` of ``volumeNode`` into the scene: tissue segments into
+    ``segmentationNode`` and measurements into ``tableNode`` (each created when None, otherwise
+    overwritten), both beside the input in the subject hierarchy. The input is not modified."""
+    _check_input(volumeNode)
     base = volumeNode.GetName() or "T1"
     if segmentationNode is None:
         segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{base} tissues")
@@ -249,3 +289,20 @@ def process(scene, volumeNode, segmentationNode=None, tableNode=None, chronologi
     update_table_node(tableNode, result)
     _place_in_study(scene, volumeNode, tableNode)
     return ProcessResult(segmentationNode, tableNode, result)
+
+
+def process(scene, volumeNode, segmentationNode=None, tableNode=None, chronologicalAge=None,
+            approach: str = "ensemble", device: str = "auto", skullStripped: bool | None = None,
+            progress: Callable[[float, str], None] | None = None) -> ProcessResult:
+    """Brain age of a volume node; tissues into a segmentation node, measurements into a table.
+
+    Outputs that are None are created; given ones are reused and overwritten, never duplicated.
+    The input node is never modified. ``skullStripped``: True skips brain extraction, None
+    detects it. ``progress(fraction, message)`` is called as the steps advance.
+    """
+    from .pipeline import predict
+    _check_input(volumeNode)
+    image = volume_node_to_sitk(volumeNode)
+    result = predict(image, skull_stripped=skullStripped, chronological_age=chronologicalAge,
+                     approach=approach, device=device, progress=progress)
+    return show_result(scene, volumeNode, result, segmentationNode, tableNode)

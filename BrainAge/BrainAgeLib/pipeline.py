@@ -38,6 +38,8 @@ class BrainAgeResult:
     model_space_image: sitk.Image | None = None       # normalised T1 in model space
     model_space_probabilities: np.ndarray | None = None  # (4, z, y, x) float32
     age_details: dict = field(default_factory=dict)   # raw (uncorrected) ages of A and B
+    brain_mask: sitk.Image | None = None  # input grid, uint8, when brain extraction ran
+    template_similarity: float | None = None  # correlation with the template inside the brain
 
     @property
     def brain_age_gap(self) -> float | None:
@@ -114,7 +116,8 @@ def predict(image: str | os.PathLike | sitk.Image, *, skull_stripped: bool | Non
         predicted_age_cnn=ages.get("cnn"), interval=ages["interval"], volumes_ml=volumes,
         labels=labels, qc=qc, seconds=time.perf_counter() - t0,
         chronological_age=chronological_age, approach=approach,
-        model_space_image=prep.image, model_space_probabilities=prob, age_details=ages)
+        model_space_image=prep.image, model_space_probabilities=prob, age_details=ages,
+        brain_mask=prep.brain_mask, template_similarity=prep.similarity)
 
 
 __all__ = ["BrainAgeResult", "predict", "InputError"]

@@ -171,7 +171,8 @@ def predict_ages(prob: np.ndarray, image: np.ndarray, volumes_ml: dict | None = 
     """Ages (years) from model-space probabilities (4, z, y, x) and the normalised T1 (z, y, x).
 
     Returns ``volumes`` (A), ``cnn`` (B, None when no CNN is shipped), ``predicted_age`` (the
-    chosen approach), ``interval`` (its 90% prediction interval) and the raw ages.
+    chosen approach), ``interval`` (its 90% prediction interval), the raw ages and
+    ``interval_halfwidths`` (years) of each approach.
     """
     from . import models
     folder = str(models.models_dir())
@@ -203,4 +204,6 @@ def predict_ages(prob: np.ndarray, image: np.ndarray, volumes_ml: dict | None = 
         age, half = out["volumes"], m["volumes"]["interval_halfwidth"]
     out["predicted_age"] = age
     out["interval"] = (age - half, age + half)
+    out["interval_halfwidths"] = {k: m[k]["interval_halfwidth"] for k in ("volumes", "cnn", "ensemble")
+                                  if k in m}
     return out
