@@ -93,7 +93,7 @@ def test_volume_regressor_json_round_trip(template_result):
     """The shipped regressor reloads from JSON to identical predictions."""
     d = json.loads(models.verify("age_model.json").read_text())["volumes"]["regressor"]
     reg = VolumeAgeRegressor.from_dict(d)
-    x = volume_features(template_result.model_space_probabilities)[None]
+    x = volume_features(template_result.model_space_probabilities, reg.cell)[None]
     again = VolumeAgeRegressor.from_dict(json.loads(json.dumps(reg.to_dict())))
     assert again.predict(x)[0] == reg.predict(x)[0]
     assert template_result.age_details["volumes_raw"] == pytest.approx(reg.predict(x)[0])

@@ -43,7 +43,7 @@ def main() -> None:
         prob = segment_array(net, img)
         t_seg.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        age_model["_volumes"].predict(regression.volume_features(prob)[None])
+        age_model["_volumes"].predict(regression.volume_features(prob, age_model["_volumes"].cell)[None])
         t_a.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         x = torch.from_numpy(cnn_input(img, prob))[None].contiguous(memory_format=torch.channels_last_3d)

@@ -18,10 +18,11 @@ from .volumes import global_fractions, regional_fractions
 
 # --------------------------------------------------------------------------- approach A
 
-def volume_features(prob: np.ndarray) -> np.ndarray:
-    """Approach A's features from model-space class probabilities (4, z, y, x):
-    regional tissue fractions of TIV (8 mm cells) followed by global CSF/GM/WM fractions."""
-    return np.concatenate([regional_fractions(prob), global_fractions(prob)])
+def volume_features(prob: np.ndarray, cell: int = 6) -> np.ndarray:
+    """Approach A's features from model-space class probabilities (4, z, y, x): regional tissue
+    fractions of TIV in cells of ``cell``^3 voxels (6: 12 mm in the 2 mm model space) followed
+    by the global CSF/GM/WM fractions."""
+    return np.concatenate([regional_fractions(prob, cell), global_fractions(prob)])
 
 
 class VolumeFeatureTransform(TransformerMixin, BaseEstimator):
@@ -54,13 +55,15 @@ class VolumeAgeRegressor(RegressorMixin, BaseEstimator):
 
     Features pass through :class:`VolumeFeatureTransform` (``power``, ``min_mean``).
     ``alpha`` is the ridge penalty per feature (the penalty used is ``alpha * n_features``),
-    so that it transfers between feature sets of different sizes.
+    so that it transfers between feature sets of different sizes. ``cell`` records the cell
+    size (voxels of the 2 mm model space) of the :func:`volume_features` it was fitted on.
     """
 
-    def __init__(self, alpha: float = 1e-2, power: float = 0.5, min_mean: float = 1e-6):
+    def __init__(self, alpha: float = 1e-2, power: float = 0.5, min_mean: float = 1e-6, cell: int = 6):
         self.alpha = alpha
         self.power = power
         self.min_mean = min_mean
+        self.cell = cell
 
     def fit(self, X, y):
         self.features_ = VolumeFeatureTransform(self.power, self.min_mean).fit(X)
@@ -81,7 +84,7 @@ class VolumeAgeRegressor(RegressorMixin, BaseEstimator):
 
     def to_dict(self) -> dict:
         return {"type": "VolumeAgeRegressor", "alpha": self.alpha, "power": self.power,
-                "min_mean": self.min_mean, "n_features_in": int(self.n_features_in_),
+                "min_mean": self.min_mean, "cell": int(self.cell), "n_features_in": int(self.n_features_in_),
                 "keep": self.features_.keep_.tolist(), "mean": self.mean_.tolist(),
                 "scale": self.scale_.tolist(), "coef": self.coef_.tolist(),
                 "intercept": self.intercept_}
@@ -90,7 +93,7 @@ class VolumeAgeRegressor(RegressorMixin, BaseEstimator):
     def from_dict(cls, d: dict) -> "VolumeAgeRegressor":
         if d.get("type") != "VolumeAgeRegressor":
             raise ValueError("not a VolumeAgeRegressor")
-        m = cls(alpha=d["alpha"], power=d["power"], min_mean=d["min_mean"])
+        m = cls(alpha=d["alpha"], power=d["power"], min_mean=d["min_mean"], cell=d.get("cell", 4))
         m.features_ = VolumeFeatureTransform(d["power"], d["min_mean"])
         m.features_.keep_ = np.asarray(d["keep"], dtype=np.int64)
         m.features_.n_features_in_ = m.n_features_in_ = int(d["n_features_in"])
@@ -177,7 +180,8 @@ def predict_ages(prob: np.ndarray, image: np.ndarray, volumes_ml: dict | None = 
     from . import models
     folder = str(models.models_dir())
     m = _load_age_model(folder)
-    raw_a = float(m["_volumes"].predict(volume_features(prob)[None])[0])
+    reg = m["_volumes"]
+    raw_a = float(reg.predict(volume_features(prob, reg.cell)[None])[0])
     out = {"volumes_raw": raw_a,
            "volumes": float(AgeBiasCorrection(**m["volumes"]["bias"])(raw_a))}
     out["cnn"] = out["cnn_raw"] = None

@@ -246,6 +246,9 @@ def build_template(data_dir, out_path, splits=("seg_train", "reg_train")) -> Pat
 
 # --------------------------------------------------------------------------- model-space features
 
+REGIONAL_CELLS = (4, 6)   # cell sizes (2 mm voxels: 8 and 12 mm) compared for approach A
+
+
 def model_space_features(data_dir, cache_path, log=print, splits=("reg_train", "test")) -> dict:
     """Segment every subject of ``splits`` with the shipped ResUNet and cache what the age
     models learn from: regional/global tissue fractions (approach A) and CNN inputs (B).
@@ -258,10 +261,14 @@ def model_space_features(data_dir, cache_path, log=print, splits=("reg_train", "
     from .volumes import global_fractions, regional_fractions
     cache_path = Path(cache_path)
     if cache_path.exists():
-        return dict(np.load(cache_path))
+        cached = dict(np.load(cache_path))
+        if all(f"regional_c{c}" in cached for c in REGIONAL_CELLS):
+            return cached
+        log(f"{cache_path} predates the current feature set: rebuilding it")
     rows = [r for r in read_camcan_subjects(data_dir) if r["split"] in splits]
     net = load_resunet()
-    out = {k: [] for k in ("subject_id", "age", "split", "regional", "global", "cnn")}
+    out = {k: [] for k in ("subject_id", "age", "split", "global", "cnn")}
+    out.update({f"regional_c{c}": [] for c in REGIONAL_CELLS})
     t0 = time.time()
     for i, r in enumerate(rows):
         img = sitk.ReadImage(str(camcan_paths(data_dir, r["subject_id"])["image"]))
@@ -270,7 +277,8 @@ def model_space_features(data_dir, cache_path, log=print, splits=("reg_train", "
         out["subject_id"].append(r["subject_id"])
         out["age"].append(r["age"])
         out["split"].append(r["split"])
-        out["regional"].append(regional_fractions(prob))
+        for c in REGIONAL_CELLS:
+            out[f"regional_c{c}"].append(regional_fractions(prob, c))
         out["global"].append(global_fractions(prob))
         out["cnn"].append(cnn_input(arr, prob).astype(np.float16))
         if (i + 1) % 50 == 0:
@@ -406,7 +414,8 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
 # --------------------------------------------------------------------------- approach A + ensemble
 
 def candidate_regressors(seed: int) -> dict:
-    """The regressors compared by cross-validation for approach A: name -> (estimator, features)."""
+    """The regressors compared by cross-validation for approach A:
+    name -> (estimator, features), features "global" or "c<cell>" (regional + global)."""
     from sklearn.decomposition import PCA
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.linear_model import LinearRegression
@@ -414,20 +423,23 @@ def candidate_regressors(seed: int) -> dict:
     from sklearn.preprocessing import PolynomialFeatures, StandardScaler
     from sklearn.svm import SVR
     from .regression import VolumeAgeRegressor, VolumeFeatureTransform
-    return {
+    out = {
         "polynomial (deg 3) on global fractions [seed]":
             (make_pipeline(PolynomialFeatures(3), LinearRegression()), "global"),
         "ridge on global fractions": (VolumeAgeRegressor(alpha=1e-3, power=1.0), "global"),
-        "gradient boosting on PCA(30) of regional": (make_pipeline(
+        "gradient boosting on PCA(30) of regional 8 mm": (make_pipeline(
             VolumeFeatureTransform(), StandardScaler(), PCA(30, random_state=seed),
-            HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=seed)), "all"),
-        "linear SVR on regional": (make_pipeline(VolumeFeatureTransform(), StandardScaler(),
-                                                 SVR(kernel="linear", C=1e-3, epsilon=1.0)), "all"),
-        "ridge on regional, no transform, alpha 1e-2": (VolumeAgeRegressor(alpha=1e-2, power=1.0), "all"),
-        "ridge on regional, sqrt, alpha 1e-3": (VolumeAgeRegressor(alpha=1e-3), "all"),
-        "ridge on regional, sqrt, alpha 1e-2": (VolumeAgeRegressor(alpha=1e-2), "all"),
-        "ridge on regional, sqrt, alpha 1e-1": (VolumeAgeRegressor(alpha=1e-1), "all"),
+            HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=seed)), "c4"),
+        "linear SVR on regional 8 mm": (make_pipeline(VolumeFeatureTransform(), StandardScaler(),
+                                                      SVR(kernel="linear", C=1e-3, epsilon=1.0)), "c4"),
+        "ridge on regional 8 mm, no transform, alpha 1e-2":
+            (VolumeAgeRegressor(alpha=1e-2, power=1.0, cell=4), "c4"),
     }
+    for cell in REGIONAL_CELLS:
+        for alpha in ("1e-2", "3e-2", "1e-1"):
+            out[f"ridge on regional {2 * cell} mm, sqrt, alpha {alpha}"] = (
+                VolumeAgeRegressor(alpha=float(alpha), cell=cell), f"c{cell}")
+    return out
 
 
 def age_metrics(pred, age) -> dict:
@@ -453,19 +465,20 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
     out.mkdir(parents=True, exist_ok=True)
     f = model_space_features(data_dir, cache_path, log=log)
     tr = f["split"] == "reg_train"
-    X_all = np.concatenate([f["regional"], f["global"]], axis=1)[tr].astype(np.float64)
     X_glob = f["global"][tr].astype(np.float64)
+    X_cells = {f"c{c}": np.concatenate([f[f"regional_c{c}"][tr], X_glob], axis=1).astype(np.float64)
+               for c in REGIONAL_CELLS}
     y = f["age"][tr].astype(np.float64)
     ids = list(f["subject_id"][tr])
     cv = KFold(5, shuffle=True, random_state=seed)
     rows, oof = [], {}
     for name, (est, feats) in candidate_regressors(seed).items():
         t0 = time.time()
-        X = X_all if feats == "all" else X_glob
+        X = X_glob if feats == "global" else X_cells[feats]
         p = cross_val_predict(clone(est), X, y, cv=cv)
         oof[name] = p
         m = age_metrics(p, y)
-        rows.append({"regressor": name, **{k: round(v, 3) for k, v in m.items()},
+        rows.append({"regressor": name, "features": feats, **{k: round(v, 3) for k, v in m.items()},
                      "seconds": round(time.time() - t0, 1)})
         log(f"  {name}: CV MAE {m['mae']:.2f} R2 {m['r2']:.3f} ({time.time() - t0:.0f} s)")
     with open(out / "regressor_comparison.csv", "w", newline="") as fh:
@@ -474,9 +487,9 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
         w.writerows(rows)
     ridge_rows = [r for r in rows if r["regressor"].startswith("ridge on regional")]
     best = min(ridge_rows, key=lambda r: r["mae"])   # the JSON-exportable family
-    est = candidate_regressors(seed)[best["regressor"]][0]
+    est, feats = candidate_regressors(seed)[best["regressor"]]
     log(f"approach A: {best['regressor']} (CV MAE {best['mae']})")
-    final = clone(est).fit(X_all, y)
+    final = clone(est).fit(X_cells[feats], y)
     p_oof = oof[best["regressor"]]
     bias_a = AgeBiasCorrection().fit(p_oof, y)
     model = {"created": time.strftime("%Y-%m-%d"), "seed": seed,
