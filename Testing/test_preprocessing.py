@@ -150,3 +150,21 @@ def test_label_map_is_refused_before_any_work():
 
 def test_input_image_not_modified(image, prep):
     assert np.array_equal(prep._input_before, sitk.GetArrayFromImage(image))
+
+
+def test_harmonize_intensities_moves_tissue_medians_to_the_landmarks():
+    """A scanner with other GM/WM contrast: after harmonisation the medians are Cam-CAN's."""
+    from BrainAgeLib.preprocessing import TISSUE_LANDMARKS, harmonize_intensities
+    rng = np.random.default_rng(0)
+    lab = rng.integers(0, 4, (20, 20, 20))
+    arr = np.choose(lab, [0.0, 0.35, 0.78, 0.94]).astype(np.float32) + rng.normal(0, 0.01, lab.shape).astype(np.float32)
+    arr[lab == 0] = 0
+    prob = (lab[None] == np.arange(4)[:, None, None, None]).astype(np.float32)
+    out = harmonize_intensities(arr, prob)
+    assert np.median(out[lab == 2]) == pytest.approx(TISSUE_LANDMARKS["gm"], abs=2e-3)
+    assert np.median(out[lab == 3]) == pytest.approx(TISSUE_LANDMARKS["wm"], abs=2e-3)
+    assert (out[lab == 0] == 0).all() and out.dtype == np.float32
+    assert np.median(out[lab == 1]) < TISSUE_LANDMARKS["gm"]          # order kept
+    # no T1 contrast (GM brighter than WM): left unchanged, the contrast QC reports it
+    inverted = np.choose(lab, [0.0, 0.9, 0.8, 0.3]).astype(np.float32)
+    assert np.array_equal(harmonize_intensities(inverted, prob), inverted)

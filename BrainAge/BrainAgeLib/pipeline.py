@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 from . import models
 from .io import InputError, read_image, validate_image
-from .preprocessing import preprocess, to_input_grid
+from .preprocessing import harmonize_intensities, preprocess, to_input_grid
 from .segmentation import segment_array
 from .volumes import tissue_volumes_ml, volume_qc
 
@@ -76,13 +76,25 @@ def _device(device: str) -> str:
 def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, device: str = "cpu",
                   progress: Progress | None = None):
     """Preprocess and segment a validated T1: returns ``(preprocessed, probabilities, labels)``,
-    the class probabilities (4, z, y, x) in model space and the uint8 labels on the input grid."""
+    the class probabilities (4, z, y, x) in model space and the uint8 labels on the input grid.
+
+    Registered inputs (not already on the template grid) are segmented twice: the first
+    labels give the GM/WM intensities that :func:`harmonize_intensities` maps to the training
+    data's, and ``preprocessed.image`` becomes the harmonised image."""
     report = progress or (lambda f, m: None)
     report(0.1, "preprocessing")
     prep = preprocess(image, skull_stripped=skull_stripped,
                       progress=lambda f, m: report(0.1 + 0.4 * f, m))
     report(0.5, "segmenting tissues")
-    prob = segment_array(models.load_resunet(), sitk.GetArrayViewFromImage(prep.image), device=device)
+    net = models.load_resunet()
+    prob = segment_array(net, sitk.GetArrayViewFromImage(prep.image), device=device)
+    if prep.registered:       # another scanner: match Cam-CAN's GM/WM intensities, segment again
+        report(0.6, "harmonising tissue intensities")
+        arr = harmonize_intensities(sitk.GetArrayViewFromImage(prep.image), prob)
+        image_h = sitk.GetImageFromArray(arr)
+        image_h.CopyInformation(prep.image)
+        prep.image = image_h
+        prob = segment_array(net, arr, device=device)
     report(0.7, "resampling labels to the input grid")
     return prep, prob, to_input_grid(prob, prep, image)
 

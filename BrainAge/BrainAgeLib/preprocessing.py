@@ -25,6 +25,31 @@ def normalize_intensity(array: np.ndarray) -> np.ndarray:
     return np.clip(array / scale, 0.0, 2.0).astype(np.float32)
 
 
+# Median normalised intensity of GM and WM (as the ResUNet labels them) over the 47 Cam-CAN
+# seg_train subjects: BrainAgeLib.training.tissue_intensity_landmarks reproduces them.
+TISSUE_LANDMARKS = {"gm": 0.7077, "wm": 0.9098}
+
+
+def harmonize_intensities(array: np.ndarray, prob: np.ndarray,
+                          landmarks: dict[str, float] = TISSUE_LANDMARKS) -> np.ndarray:
+    """Map a normalised T1 piecewise-linearly so that its GM and WM medians (under the labels of
+    ``prob``, (4, z, y, x)) take the training data's values (``landmarks``).
+
+    Scanners differ in grey/white contrast; the networks learned Cam-CAN's. Tissue medians,
+    unlike histogram percentiles, do not move with atrophy, so the age signal is kept.
+    Background (0) stays 0; the result is float32 clipped to [0, 2].
+    """
+    lab = prob.argmax(0)
+    gm, wm = (float(np.median(array[lab == c])) if (lab == c).any() else np.nan for c in (2, 3))
+    if not (np.isfinite(gm) and np.isfinite(wm) and 0 < gm < wm):
+        return np.asarray(array, np.float32)          # no T1 contrast: left to the contrast QC
+    g, w = landmarks["gm"], landmarks["wm"]
+    slope = (w - g) / (wm - gm)
+    out = np.interp(array, [0.0, gm, wm, 2.0], [0.0, g, w, w + slope * (2.0 - wm)])
+    out[array <= 0] = 0
+    return np.clip(out, 0.0, 2.0).astype(np.float32)
+
+
 # ---------------------------------------------------------------------------------------
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Callable  # noqa: E402
@@ -45,6 +70,7 @@ class Preprocessed:
     brain_mask: sitk.Image | None = None   # input grid, uint8, when brain extraction ran
     similarity: float | None = None        # correlation with the template inside the brain
     qc: list[str] = field(default_factory=list)
+    registered: bool = True                # False for inputs already on the template grid
 
 
 def same_grid(a: sitk.Image, b: sitk.Image, tol: float = 1e-3) -> bool:
@@ -59,6 +85,7 @@ WORK_SPACING_MM = 2.0          # brain extraction, N4 and registration run at (a
 SKULL_STRIPPED_MAX_ML = 2500.0  # a non-zero volume below this is a brain, not a head
 SKULL_STRIPPED_MIN_ZERO = 0.3   # ... and at least this fraction of the voxels is exactly 0
 MIN_SIMILARITY = 0.80          # correlation with the template below which registration is suspect
+BET_ERODE_VOXELS = 1           # erosion of deepbet's mask on the working grid (see preprocess)
 MIN_BRAIN_ML = 500.0           # brain extraction finding less than this is a failure
 BET_SHAPE = 192                # deepbet's cube (default 256): same Dice on ixi10 at half the time
 N4_FIT_SPACING_MM = 8.0        # N4 fits its bias field on a copy this coarse (the field is smooth)
@@ -282,7 +309,7 @@ def preprocess(image: sitk.Image, skull_stripped: bool | None = None,
         arr = normalize_intensity(sitk.GetArrayViewFromImage(image))
         out = sitk.GetImageFromArray(arr)
         out.CopyInformation(template)
-        return Preprocessed(out, sitk.Transform(3, sitk.sitkIdentity), skull_stripped=True,
+        return Preprocessed(out, sitk.Transform(3, sitk.sitkIdentity), skull_stripped=True, registered=False,
                             similarity=template_similarity(out, template))
     qc: list[str] = []
     report(0.05, "resampling to the working grid")
@@ -298,7 +325,9 @@ def preprocess(image: sitk.Image, skull_stripped: bool | None = None,
         brain_mask = _mask_to_grid(sitk.Cast(image != 0, sitk.sitkUInt8), work)
     else:
         report(0.15, "brain extraction")
-        brain_mask = extract_brain(work)
+        # deepbet's brain reaches the dura; the training data's masks stop about one 2 mm voxel
+        # inside it (their reference CSF layer lies outside the mask): erode to match them
+        brain_mask = sitk.BinaryErode(extract_brain(work), [BET_ERODE_VOXELS] * 3)
         mask = brain_mask
     brain_ml = float(sitk.GetArrayViewFromImage(brain_mask).sum()) * float(np.prod(work.GetSpacing())) / 1000
     if brain_ml < MIN_BRAIN_ML:

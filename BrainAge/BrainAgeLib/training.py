@@ -246,6 +246,24 @@ def build_template(data_dir, out_path, splits=("seg_train", "reg_train")) -> Pat
 
 # --------------------------------------------------------------------------- model-space features
 
+def tissue_intensity_landmarks(data_dir, split: str = "seg_train") -> dict[str, float]:
+    """Mean over ``split`` of the median normalised GM and WM intensity under the shipped
+    ResUNet's labels: the targets of :func:`~BrainAgeLib.preprocessing.harmonize_intensities`
+    (``preprocessing.TISSUE_LANDMARKS``)."""
+    from .models import load_resunet
+    from .segmentation import segment_array
+    net = load_resunet()
+    meds = []
+    for r in read_camcan_subjects(data_dir):
+        if r["split"] != split:
+            continue
+        arr = normalize_intensity(sitk.GetArrayFromImage(sitk.ReadImage(str(camcan_paths(data_dir, r["subject_id"])["image"]))))
+        lab = segment_array(net, arr).argmax(0)
+        meds.append([float(np.median(arr[lab == c])) for c in (2, 3)])
+    gm, wm = np.mean(meds, axis=0)
+    return {"gm": round(float(gm), 4), "wm": round(float(wm), 4)}
+
+
 REGIONAL_CELLS = (4, 6)   # cell sizes (2 mm voxels: 8 and 12 mm) compared for approach A
 
 
