@@ -25,6 +25,7 @@ test: $(STAMP)
 benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/segmentation.py
 	$(BIN)/python benchmarks/pipeline.py
+	$(BIN)/python benchmarks/age.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
