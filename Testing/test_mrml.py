@@ -427,3 +427,18 @@ def test_process_second_run_reuses_output_nodes(processed):
     assert rows["Approach"] == "volumes" and rows["Chronological age"] == ""
     assert again.predicted_age == pytest.approx(again.result.predicted_age_volumes)
     _assert_unchanged(processed["volume"], processed["before"])
+
+
+def test_console_api_gives_the_same_numbers_as_the_cli(processed, tmp_path):
+    """``process`` on a volume node and ``brainage predict`` on the file agree."""
+    import csv
+    out_csv = tmp_path / "sample.csv"
+    assert cli.main(["predict", str(SAMPLE), "--output", str(out_csv), "--quiet"]) == 0
+    row = next(csv.DictReader(out_csv.open()))
+    r = processed["out"].result
+    assert float(row["predicted_age"]) == pytest.approx(r.predicted_age, abs=0.01)
+    assert float(row["predicted_age_volumes"]) == pytest.approx(r.predicted_age_volumes, abs=0.01)
+    assert float(row["predicted_age_cnn"]) == pytest.approx(r.predicted_age_cnn, abs=0.01)
+    assert float(row["interval_low"]) == pytest.approx(r.interval[0], abs=0.01)
+    for key in ("gm", "wm", "csf", "tiv"):
+        assert float(row[f"{key}_ml"]) == pytest.approx(r.volumes_ml[key], abs=0.06)
