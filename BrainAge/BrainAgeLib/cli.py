@@ -314,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ArgumentError as e:
         parser.error(str(e))   # exits with status 2
+    except (ValueError, FileNotFoundError, RuntimeError) as e:   # e.g. a mismatched --resume
+        print(f"brainage: error: {e}", file=sys.stderr)
+        return 1
     return 2
 
 

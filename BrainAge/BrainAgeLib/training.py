@@ -141,13 +141,32 @@ def _net_to_cl(net):
     return net.to(memory_format=torch.channels_last_3d)
 
 
+def _check_resumable(checkpoint, state: dict, sched) -> None:
+    """A checkpoint continues only the schedule it was made with (same epochs and batches)."""
+    made, now = state["sched"].get("total_steps"), getattr(sched, "total_steps", None)
+    if made != now:
+        raise ValueError(f"{checkpoint} belongs to a run of {made} steps, this one has {now}: "
+                         "resume with the settings (--epochs) of the run that made it")
+
+
+def _end_epoch(metrics_path, line: str, checkpoint, state: dict, weights_path, weights: dict,
+               widths, epoch: int) -> None:
+    """Append the epoch's metrics line, save the resumable checkpoint and the weights so far."""
+    import torch
+    from safetensors.torch import save_file
+    with open(metrics_path, "a") as f:
+        f.write(line + "\n")
+    torch.save(state, checkpoint)
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(weights_path),
+              metadata={"widths": json.dumps(list(widths)), "epoch": str(epoch)})
+
+
 def train_segmentation(data_dir, out_dir, config: SegmentationConfig | None = None,
                        resume: bool = False, log=print) -> Path:
     """Train the ResUNet on Cam-CAN (never on ``test``); write weights, config and a log.
 
     Returns the path of the final safetensors weights.
     """
-    from safetensors.torch import save_file, load_file
     cfg = config or SegmentationConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -176,6 +195,7 @@ def train_segmentation(data_dir, out_dir, config: SegmentationConfig | None = No
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
+        _check_resumable(ckpt, state, sched)
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
@@ -214,15 +234,12 @@ def train_segmentation(data_dir, out_dir, config: SegmentationConfig | None = No
         d = np.mean(dices, axis=0)
         line = (f"{epoch + 1},{time.time() - te:.0f},{sched.get_last_lr()[0]:.2e},"
                 f"{np.mean(losses):.4f},{d[0]:.4f},{d[1]:.4f},{d[2]:.4f}")
-        with open(metrics_path, "a") as f:
-            f.write(line + "\n")
         log(f"epoch {epoch + 1}/{cfg.epochs}: loss {np.mean(losses):.4f} "
             f"val Dice CSF {d[0]:.3f} GM {d[1]:.3f} WM {d[2]:.3f} ({time.time() - te:.0f} s)")
-        torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                    "gen": gen.get_state(), "epoch": epoch + 1}, ckpt)
-        weights = {k: v.contiguous() for k, v in net.state_dict().items()}
-        save_file(weights, str(out / "resunet.safetensors"),
-                  metadata={"widths": json.dumps(list(cfg.widths)), "epoch": str(epoch + 1)})
+        _end_epoch(metrics_path, line, ckpt,
+                   {"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                    "gen": gen.get_state(), "epoch": epoch + 1},
+                   out / "resunet.safetensors", net.state_dict(), cfg.widths, epoch + 1)
     return out / "resunet.safetensors"
 
 
@@ -352,7 +369,6 @@ def _augment_cnn(x: torch.Tensor, gen: torch.Generator, max_shift: int) -> torch
 def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=None,
               resume: bool = False, log=print) -> Path:
     """Train approach B's CNN on reg_train (minus a seeded validation part); never on test."""
-    from safetensors.torch import save_file
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     from .cnn import AgeCNN, expected_age, soft_labels
     cfg = config or CNNConfig()
@@ -380,6 +396,7 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
     ckpt = out / "cnn_checkpoint.pt"
     if resume and ckpt.exists():
         st = torch.load(ckpt, weights_only=False)
+        _check_resumable(ckpt, st, sched)
         net.load_state_dict(st["net"]); ema.load_state_dict(st["ema"])
         opt.load_state_dict(st["opt"]); sched.load_state_dict(st["sched"])
         gen.set_state(st["gen"]); start = st["epoch"]
@@ -417,15 +434,12 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
         v, ve = evaluate(net), evaluate(ema.module)
         line = (f"{epoch + 1},{time.time() - t0:.0f},{sched.get_last_lr()[0]:.2e},{np.mean(losses):.4f},"
                 f"{np.mean(maes):.3f},{v:.3f},{ve:.3f}")
-        with open(metrics, "a") as f:
-            f.write(line + "\n")
         log(f"epoch {epoch + 1}/{cfg.epochs}: loss {np.mean(losses):.3f} train MAE {np.mean(maes):.2f} "
             f"val MAE {v:.2f} (EMA {ve:.2f}) ({time.time() - t0:.0f} s)")
-        torch.save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                    "sched": sched.state_dict(), "gen": gen.get_state(), "epoch": epoch + 1}, ckpt)
-        weights = {k: v.contiguous() for k, v in ema.module.state_dict().items()}
-        save_file(weights, str(out / "age_cnn.safetensors"),
-                  metadata={"widths": json.dumps(list(cfg.widths)), "epoch": str(epoch + 1)})
+        _end_epoch(metrics, line, ckpt,
+                   {"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                    "sched": sched.state_dict(), "gen": gen.get_state(), "epoch": epoch + 1},
+                   out / "age_cnn.safetensors", ema.module.state_dict(), cfg.widths, epoch + 1)
     return out / "age_cnn.safetensors"
 
 
