@@ -168,3 +168,19 @@ def test_harmonize_intensities_moves_tissue_medians_to_the_landmarks():
     # no T1 contrast (GM brighter than WM): left unchanged, the contrast QC reports it
     inverted = np.choose(lab, [0.0, 0.9, 0.8, 0.3]).astype(np.float32)
     assert np.array_equal(harmonize_intensities(inverted, prob), inverted)
+
+
+def test_probabilities_and_labels_on_the_input_grid(image, prep):
+    """Per-class probabilities come back on the scan's own grid; their arg-max is the labels."""
+    from BrainAgeLib.preprocessing import input_grid_probabilities, to_input_grid
+    from BrainAgeLib.segmentation import segment_array
+    prob = segment_array(models.load_resunet(), sitk.GetArrayViewFromImage(prep.image))
+    labels = to_input_grid(prob, prep, image)
+    probs = input_grid_probabilities(prob, prep, image)
+    assert labels.GetPixelID() == sitk.sitkUInt8 and probs.GetNumberOfComponentsPerPixel() == 4
+    assert pp.same_grid(probs, image) and pp.same_grid(labels, image)
+    p = sitk.GetArrayFromImage(probs)
+    assert np.allclose(p.sum(-1), 1.0, atol=1e-3)
+    lab = sitk.GetArrayFromImage(labels)
+    assert (p.argmax(-1) == lab).mean() > 0.999
+    assert set(np.unique(lab)) == {0, 1, 2, 3}

@@ -357,26 +357,31 @@ def preprocess(image: sitk.Image, skull_stripped: bool | None = None,
     return Preprocessed(out, transform, skull_stripped=stripped, brain_mask=mask, similarity=sim, qc=qc)
 
 
+def _channels_on_grid(prob: np.ndarray, prep: Preprocessed, reference: sitk.Image):
+    """Each class probability of ``prob`` (4, z, y, x, model space) on ``reference``'s grid,
+    one float32 (z, y, x) array at a time (linear interpolation; outside the model space:
+    background)."""
+    from .models import load_template
+    template = load_template()
+    if same_grid(reference, template) and prep.transform.GetName() == "Transform":
+        yield from (np.asarray(p, np.float32) for p in prob)
+        return
+    inverse = prep.transform.GetInverse()
+    for c in range(prob.shape[0]):
+        pc = sitk.GetImageFromArray(np.ascontiguousarray(prob[c]))
+        pc.CopyInformation(template)
+        yield sitk.GetArrayFromImage(sitk.Resample(pc, reference, inverse, sitk.sitkLinear,
+                                                   1.0 if c == 0 else 0.0, sitk.sitkFloat32))
+
+
 def to_input_grid(prob: np.ndarray, prep: Preprocessed, reference: sitk.Image) -> sitk.Image:
     """Labels (uint8) on ``reference``'s grid from model-space class probabilities (4, z, y, x).
 
     Each class probability is resampled linearly and the most likely class taken, so that
-    tissue borders stay smooth at finer input resolutions.
+    tissue borders stay smooth at finer input resolutions; one channel is held at a time.
     """
-    from .models import load_template
-    template = load_template()
-    if same_grid(reference, template) and prep.transform.GetName() == "Transform":
-        out = sitk.GetImageFromArray(prob.argmax(0).astype(np.uint8))
-        out.CopyInformation(reference)
-        return out
-    inverse = prep.transform.GetInverse()
-    best = None
-    best_p = None
-    for c in range(prob.shape[0]):
-        pc = sitk.GetImageFromArray(prob[c])
-        pc.CopyInformation(template)
-        r = sitk.GetArrayFromImage(sitk.Resample(pc, reference, inverse, sitk.sitkLinear,
-                                                 1.0 if c == 0 else 0.0, sitk.sitkFloat32))
+    best = best_p = None
+    for c, r in enumerate(_channels_on_grid(prob, prep, reference)):
         if best is None:
             best, best_p = np.zeros(r.shape, np.uint8), r
         else:
@@ -384,5 +389,14 @@ def to_input_grid(prob: np.ndarray, prep: Preprocessed, reference: sitk.Image) -
             best[better] = c
             best_p = np.maximum(best_p, r)
     out = sitk.GetImageFromArray(best)
+    out.CopyInformation(reference)
+    return out
+
+
+def input_grid_probabilities(prob: np.ndarray, prep: Preprocessed, reference: sitk.Image) -> sitk.Image:
+    """Class probabilities on ``reference``'s grid: a float32 vector image of 4 components
+    (background, CSF, GM, WM) whose arg-max is :func:`to_input_grid`'s labels."""
+    arr = np.stack(list(_channels_on_grid(prob, prep, reference)), axis=-1)
+    out = sitk.GetImageFromArray(arr, isVector=True)
     out.CopyInformation(reference)
     return out
