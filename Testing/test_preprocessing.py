@@ -184,3 +184,13 @@ def test_probabilities_and_labels_on_the_input_grid(image, prep):
     lab = sitk.GetArrayFromImage(labels)
     assert (p.argmax(-1) == lab).mean() > 0.999
     assert set(np.unique(lab)) == {0, 1, 2, 3}
+
+
+def test_unusual_grey_white_contrast_gets_a_qc_warning(image):
+    """The real scan passes; the same scan with its grey/white contrast squashed is flagged."""
+    from BrainAgeLib.pipeline import segment_image
+    prep_ok, _, _ = segment_image(image)
+    assert not any("grey/white" in q for q in prep_ok.qc)
+    squashed = sitk.Pow(sitk.Cast(image, sitk.sitkFloat32) + 1.0, 0.3)
+    prep_bad, _, _ = segment_image(squashed)
+    assert any("unusual grey/white contrast" in q for q in prep_bad.qc)

@@ -11,7 +11,8 @@ import SimpleITK as sitk
 
 from . import models
 from .io import InputError, read_image, validate_image
-from .preprocessing import harmonize_intensities, preprocess, to_input_grid
+from .preprocessing import (grey_white_contrast_qc, harmonize_intensities, preprocess, tissue_medians,
+                            to_input_grid)
 from .segmentation import segment_array
 from .volumes import tissue_volumes_ml, volume_qc
 
@@ -90,6 +91,7 @@ def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, devi
     prob = segment_array(net, sitk.GetArrayViewFromImage(prep.image), device=device)
     if prep.registered:       # another scanner: match Cam-CAN's GM/WM intensities, segment again
         report(0.6, "harmonising tissue intensities")
+        prep.qc.extend(grey_white_contrast_qc(*tissue_medians(sitk.GetArrayViewFromImage(prep.image), prob)))
         arr = harmonize_intensities(sitk.GetArrayViewFromImage(prep.image), prob)
         image_h = sitk.GetImageFromArray(arr)
         image_h.CopyInformation(prep.image)

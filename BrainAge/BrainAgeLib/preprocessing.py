@@ -30,6 +30,28 @@ def normalize_intensity(array: np.ndarray) -> np.ndarray:
 TISSUE_LANDMARKS = {"gm": 0.7077, "wm": 0.9098}
 
 
+CONTRAST_TOLERANCE = 0.15     # relative departure of the GM/WM intensity ratio that gets a QC warning
+
+
+def tissue_medians(array: np.ndarray, prob: np.ndarray) -> tuple[float, float]:
+    """Median intensity of GM and WM under the labels of ``prob`` (4, z, y, x); NaN if absent."""
+    lab = prob.argmax(0)
+    return tuple(float(np.median(array[lab == c])) if (lab == c).any() else float("nan")
+                 for c in (2, 3))
+
+
+def grey_white_contrast_qc(gm: float, wm: float, landmarks: dict[str, float] = TISSUE_LANDMARKS) -> list[str]:
+    """A warning when the GM/WM intensity ratio departs from the training data's by more than
+    ``CONTRAST_TOLERANCE`` (another sequence or a strongly different scanner)."""
+    if not (np.isfinite(gm) and np.isfinite(wm) and wm > 0):
+        return []
+    ratio, ref = gm / wm, landmarks["gm"] / landmarks["wm"]
+    if abs(ratio / ref - 1) > CONTRAST_TOLERANCE:
+        return [f"unusual grey/white contrast (GM/WM intensity {ratio:.2f}, training {ref:.2f}): "
+                "check the sequence; volumes and ages are less reliable"]
+    return []
+
+
 def harmonize_intensities(array: np.ndarray, prob: np.ndarray,
                           landmarks: dict[str, float] = TISSUE_LANDMARKS) -> np.ndarray:
     """Map a normalised T1 piecewise-linearly so that its GM and WM medians (under the labels of
@@ -39,8 +61,7 @@ def harmonize_intensities(array: np.ndarray, prob: np.ndarray,
     unlike histogram percentiles, do not move with atrophy, so the age signal is kept.
     Background (0) stays 0; the result is float32 clipped to [0, 2].
     """
-    lab = prob.argmax(0)
-    gm, wm = (float(np.median(array[lab == c])) if (lab == c).any() else np.nan for c in (2, 3))
+    gm, wm = tissue_medians(array, prob)
     if not (np.isfinite(gm) and np.isfinite(wm) and 0 < gm < wm):
         return np.asarray(array, np.float32)          # no T1 contrast: left to the contrast QC
     g, w = landmarks["gm"], landmarks["wm"]
