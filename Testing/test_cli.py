@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -136,3 +137,32 @@ def test_manifest_lists_every_shipped_file():
     assert shipped == set(manifest["files"])
     for name in manifest["files"]:
         models.verify(name)
+
+
+def test_site_offset_from_controls_then_applied(batch, tmp_path):
+    """`brainage site-offset` fits a scanner's offset from a predict CSV of controls;
+    `predict --site-offset` subtracts it from every age."""
+    controls = tmp_path / "controls.csv"
+    with open(controls, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        for pred, age in ((50, 40), (52, 45), (47, 41), (61, 50), (55, 46), (49, 44)):
+            w.writerow({**{c: "" for c in COLUMNS}, "input": f"s{age}.nii.gz", "predicted_age": pred,
+                        "chronological_age": age, "qc": "ok"})
+        w.writerow({**{c: "" for c in COLUMNS}, "input": "bad.nii.gz", "qc": "error: corrupt"})
+    site = tmp_path / "site.json"
+    assert cli.main(["site-offset", str(controls), "--output", str(site)]) == 0
+    assert json.loads(site.read_text())["offset_years"] == pytest.approx(8.0)
+    # too few controls: a clear error, exit 1
+    assert cli.main(["site-offset", str(batch["tmp"] / "results.csv"), "-o", str(tmp_path / "x.json")]) == 1
+    out = tmp_path / "moved.csv"
+    fixture = batch["folder"] / FIXTURES[0].name
+    assert cli.main(["predict", str(fixture), "--site-offset", str(site), "--output", str(out), "-q"]) == 0
+    moved = next(csv.DictReader(out.open()))
+    before = next(r for r in batch["rows"] if Path(r["input"]).name == FIXTURES[0].name)
+    for col in ("predicted_age", "predicted_age_volumes", "predicted_age_cnn", "interval_low"):
+        assert float(moved[col]) == pytest.approx(float(before[col]) - 8.0, abs=0.02)
+    assert moved["gm_ml"] == before["gm_ml"]
+    with pytest.raises(SystemExit) as bad:          # not a site-offset file: bad argument
+        cli.main(["predict", str(fixture), "--site-offset", str(controls)])
+    assert bad.value.code == 2

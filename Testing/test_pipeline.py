@@ -126,3 +126,21 @@ def test_conformal_halfwidth_covers():
     assert half == pytest.approx(1.645 * 5, rel=0.12)
     fresh = rng.normal(0, 5, 5000)
     assert 0.87 < (np.abs(fresh) <= half).mean() < 0.93
+
+
+def test_site_offset_fit_json_and_application(template_result):
+    from BrainAgeLib.pipeline import apply_site_offset
+    from BrainAgeLib.regression import SiteOffset
+    site = SiteOffset().fit([50, 52, 47, 61, 55, 49], [40, 45, 41, 50, 46, 44])
+    assert site.offset == pytest.approx(8.0) and site.n == 6
+    again = SiteOffset.from_dict(json.loads(json.dumps(site.to_dict())))
+    assert again.offset == site.offset and again.n == 6
+    with pytest.raises(ValueError, match="at least 5 controls"):
+        SiteOffset().fit([50, 52], [40, 45])
+    with pytest.raises(ValueError, match="site-offset"):
+        SiteOffset.from_dict({"type": "VolumeAgeRegressor"})
+    moved = apply_site_offset(template_result, site)
+    assert moved.predicted_age == pytest.approx(template_result.predicted_age - 8.0)
+    assert moved.predicted_age_volumes == pytest.approx(template_result.predicted_age_volumes - 8.0)
+    assert moved.interval[0] == pytest.approx(template_result.interval[0] - 8.0)
+    assert moved.volumes_ml == template_result.volumes_ml and moved is not template_result

@@ -112,7 +112,7 @@ def cmd_predict(args) -> int:
     import time
     import SimpleITK as sitk
     from .io import expand_inputs
-    from .pipeline import predict
+    from .pipeline import apply_site_offset, predict
     if args.sample:
         if args.inputs:
             raise ArgumentError("--sample takes no INPUT")
@@ -124,6 +124,10 @@ def cmd_predict(args) -> int:
         if not inputs:
             raise ArgumentError("no input matched")
     ages = read_ages(args.ages) if args.ages else {}
+    site = read_site_offset(args.site_offset) if args.site_offset else None
+    if site is not None:
+        print(f"applying the site offset of {args.site_offset}: {site.offset:+.2f} years "
+              f"({site.n} controls)", file=sys.stderr)
     if args.sample and not ages:
         ages = {str(SAMPLE): SAMPLE_AGE}
     if args.labels_dir:
@@ -147,6 +151,8 @@ def cmd_predict(args) -> int:
         try:
             result = predict(path, skull_stripped=True if args.skull_stripped else None,
                              chronological_age=age, approach=args.approach, device=args.device)
+            if site is not None:
+                result = apply_site_offset(result, site)
             row = result_row(path, result)
             if args.labels_dir:
                 sitk.WriteImage(result.labels,
@@ -172,6 +178,33 @@ def cmd_predict(args) -> int:
         print(f"wrote {len(inputs)} row(s) to {args.output}" + (f"; {failed} failed" if failed else ""),
               file=sys.stderr)
     return 1 if failed else 0
+
+
+def read_site_offset(path: str):
+    """A :class:`~BrainAgeLib.regression.SiteOffset` from its JSON file (ArgumentError if unusable)."""
+    import json
+    from .regression import SiteOffset
+    try:
+        return SiteOffset.from_dict(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ArgumentError(f"--site-offset: cannot use {path}: {e}") from None
+
+
+def cmd_site_offset(args) -> int:
+    """Fit a scanner's offset from a `brainage predict` CSV of its healthy controls."""
+    import json
+    from .regression import SiteOffset
+    try:
+        with open(args.results, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("predicted_age") and r.get("chronological_age")]
+    except OSError as e:
+        raise ArgumentError(f"cannot read {args.results}: {e.strerror}") from None
+    site = SiteOffset().fit([float(r["predicted_age"]) for r in rows],
+                           [float(r["chronological_age"]) for r in rows])
+    Path(args.output).write_text(json.dumps(site.to_dict(), indent=1) + "\n")
+    print(f"site offset {site.offset:+.2f} years (median gap of {site.n} controls, MAD {site.mad:.2f}); "
+          f"wrote {args.output}")
+    return 0
 
 
 def _ship(files: dict[str, Path], info: dict) -> None:
@@ -271,7 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--approach", choices=["ensemble", "volumes", "image"], default="ensemble")
     pr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     pr.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    pr.add_argument("--site-offset", metavar="JSON",
+                    help="subtract a scanner's offset fitted on its healthy controls (brainage site-offset)")
     pr.set_defaults(func=cmd_predict)
+    so = sub.add_parser("site-offset", help="fit a scanner's brain-age offset from its healthy "
+                        "controls (a predict CSV made with --ages)")
+    so.add_argument("results", help="CSV written by brainage predict --output ... --ages ...")
+    so.add_argument("--output", "-o", required=True, help="the site-offset JSON to write")
+    so.set_defaults(func=cmd_site_offset)
 
     def training(name, func, hlp, default_out, epochs=None):
         t = sub.add_parser(name, help=hlp)

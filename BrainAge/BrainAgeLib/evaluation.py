@@ -228,6 +228,15 @@ def evaluate_ixi(data_dir, out_dir, log=print) -> dict:
         vals = [r[name] for r in rows]
         if None not in vals:
             summary[f"mae_{name}"] = round(float(np.mean([abs(v - r["age"]) for v, r in zip(vals, rows)])), 2)
+    # a site offset fitted on the other subjects of this scanner (leave-one-out), as
+    # `brainage site-offset` would from a site's healthy controls
+    from .regression import SiteOffset
+    pred = np.array([r["predicted_age"] for r in rows], float)
+    ages = np.array([r["age"] for r in rows], float)
+    if len(rows) > SiteOffset.MIN_CONTROLS:
+        loo = [pred[i] - SiteOffset().fit(np.delete(pred, i), np.delete(ages, i)).offset
+               for i in range(len(rows))]
+        summary["mae_predicted_age_loo_site_offset"] = round(float(np.mean(np.abs(np.array(loo) - ages))), 2)
     for t in ("csf", "gm", "wm"):
         a = np.array([r[f"{t}_ml"] for r in rows])
         b = np.array([r[f"{t}_ml_dlmuse"] for r in rows])

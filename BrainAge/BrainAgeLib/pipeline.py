@@ -134,4 +134,16 @@ def predict(image: str | os.PathLike | sitk.Image, *, skull_stripped: bool | Non
         brain_mask=prep.brain_mask, template_similarity=prep.similarity)
 
 
-__all__ = ["BrainAgeResult", "predict", "InputError"]
+def apply_site_offset(result: BrainAgeResult, site) -> BrainAgeResult:
+    """``result`` with every age and its interval moved by a scanner's
+    :class:`~BrainAgeLib.regression.SiteOffset` (a new object; ``result`` is kept)."""
+    from dataclasses import replace
+    lo, hi = result.interval
+    return replace(result, predicted_age=site.offset_age(result.predicted_age),
+                   predicted_age_volumes=site.offset_age(result.predicted_age_volumes),
+                   predicted_age_cnn=site.offset_age(result.predicted_age_cnn),
+                   interval=(site.offset_age(lo), site.offset_age(hi)),
+                   age_details={**result.age_details, "site_offset": site.offset})
+
+
+__all__ = ["BrainAgeResult", "predict", "apply_site_offset", "InputError"]

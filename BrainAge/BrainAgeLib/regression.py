@@ -144,6 +144,46 @@ def best_ensemble_weight(pred_a, pred_b, age, grid=np.linspace(0, 1, 21)) -> flo
     return float(grid[int(np.argmin(maes))])
 
 
+class SiteOffset:
+    """A scanner's brain-age offset (years), learned from its own healthy controls.
+
+    Models trained on one site read scans of another with a roughly constant bias (a "site
+    effect"). ``fit`` takes the controls' predicted and chronological ages and keeps the median
+    gap (robust to a few outliers; a slope would need far more controls);
+    ``offset_age(age)`` subtracts it. Saved as JSON.
+    """
+
+    MIN_CONTROLS = 5
+
+    def __init__(self, offset: float = 0.0, n: int = 0, mad: float = 0.0):
+        self.offset, self.n, self.mad = float(offset), int(n), float(mad)
+
+    def fit(self, predicted, age) -> "SiteOffset":
+        gap = np.asarray(predicted, float) - np.asarray(age, float)
+        gap = gap[np.isfinite(gap)]
+        if gap.size < self.MIN_CONTROLS:
+            raise ValueError(f"a site offset needs at least {self.MIN_CONTROLS} controls with a "
+                             f"predicted and a chronological age, got {gap.size}")
+        self.offset = float(np.median(gap))
+        self.n = int(gap.size)
+        self.mad = float(np.median(np.abs(gap - self.offset)))
+        return self
+
+    def offset_age(self, age: float | None) -> float | None:
+        """``age`` (years) minus the site's offset; None stays None."""
+        return None if age is None else float(age) - self.offset
+
+    def to_dict(self) -> dict:
+        return {"type": "SiteOffset", "offset_years": self.offset, "n_controls": self.n,
+                "mad_years": self.mad}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SiteOffset":
+        if d.get("type") != "SiteOffset":
+            raise ValueError("not a BrainAge site-offset file")
+        return cls(d["offset_years"], d["n_controls"], d.get("mad_years", 0.0))
+
+
 # --------------------------------------------------------------------------- shipped model
 
 @lru_cache(maxsize=4)
