@@ -144,3 +144,13 @@ def test_site_offset_fit_json_and_application(template_result):
     assert moved.predicted_age_volumes == pytest.approx(template_result.predicted_age_volumes - 8.0)
     assert moved.interval[0] == pytest.approx(template_result.interval[0] - 8.0)
     assert moved.volumes_ml == template_result.volumes_ml and moved is not template_result
+
+
+def test_package_exports_predict_lazily():
+    """DESIGN.md's `from BrainAgeLib import predict`; importing the package loads no torch."""
+    import subprocess
+    import sys
+    code = ("import sys, BrainAgeLib; assert 'torch' not in sys.modules; "
+            "from BrainAgeLib import predict, BrainAgeResult; from BrainAgeLib import pipeline; "
+            "assert predict is pipeline.predict and BrainAgeResult is pipeline.BrainAgeResult")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -62,7 +62,9 @@ def update_manifest(name: str, info: dict, folder: str | os.PathLike | None = No
     folder = Path(folder or models_dir())
     path = folder / MANIFEST
     manifest = json.loads(path.read_text()) if path.exists() else {"files": {}}
-    entry = {"sha256": sha256(folder / name), "bytes": (folder / name).stat().st_size}
+    import time
+    entry = {"sha256": sha256(folder / name), "bytes": (folder / name).stat().st_size,
+             "created": time.strftime("%Y-%m-%d")}
     entry.update(info)
     manifest.setdefault("files", {})[name] = entry
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
