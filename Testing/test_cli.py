@@ -24,7 +24,7 @@ COLUMNS = ("input,predicted_age,predicted_age_volumes,predicted_age_cnn,interval
 
 def run_cli(*args, env=None, cwd=None):
     return subprocess.run([sys.executable, "-m", "BrainAgeLib.cli", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=600)
+                          text=True, encoding="utf-8", errors="replace", env={**os.environ, **(env or {})}, cwd=cwd, timeout=600)
 
 
 @pytest.fixture(scope="module")

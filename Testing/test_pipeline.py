@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,3 +155,58 @@ def test_package_exports_predict_lazily():
             "from BrainAgeLib import predict, BrainAgeResult; from BrainAgeLib import pipeline; "
             "assert predict is pipeline.predict and BrainAgeResult is pipeline.BrainAgeResult")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _write_dicom_series(image: sitk.Image, folder: Path) -> None:
+    """A 3D image as a DICOM series of int16 slices (position, orientation, spacing tags)."""
+    folder.mkdir(parents=True)
+    img = sitk.Cast(sitk.RescaleIntensity(image, 0, 1000), sitk.sitkInt16)
+    direction = img.GetDirection()
+    series = "1.2.826.0.1.3680043.2.1125.1.99." + "20261124"
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(img.GetDepth()):
+        s = img[:, :, k]
+        for tag, value in (("0008|0060", "MR"), ("0020|000e", series), ("0020|000d", series + ".0"),
+                           ("0020|0013", str(k + 1)),
+                           ("0020|0037", "\\".join(f"{v:.6f}" for v in (direction[0], direction[3], direction[6],
+                                                                       direction[1], direction[4], direction[7]))),
+                           ("0020|0032", "\\".join(f"{v:.6f}" for v in img.TransformIndexToPhysicalPoint((0, 0, k)))),
+                           ("0028|0030", f"{img.GetSpacing()[1]:.6f}\\{img.GetSpacing()[0]:.6f}"),
+                           ("0018|0050", f"{img.GetSpacing()[2]:.6f}")):
+            s.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
+        writer.Execute(s)
+
+
+def test_dicom_series_and_nrrd_read_like_nifti(tmp_path):
+    """A real T1 saved as a DICOM series folder and as NRRD reads back with the same voxels in
+    the same physical places."""
+    from BrainAgeLib.io import expand_inputs
+    src = sorted((Path(__file__).parent / "data").glob("IXI014*_T1.nii.gz"))[0]
+    ref = read_image(src)
+    _write_dicom_series(ref, tmp_path / "cohort" / "IXI014_dicom")
+    sitk.WriteImage(ref, str(tmp_path / "cohort" / "IXI014.nrrd"))
+    inputs = expand_inputs([str(tmp_path / "cohort")])
+    assert sorted(Path(i).name for i in inputs) == ["IXI014.nrrd", "IXI014_dicom"]
+    ref = sitk.DICOMOrient(ref, "LPS")    # DICOM stores a left-handed grid with its slices reversed
+    for path in inputs:
+        img = sitk.DICOMOrient(read_image(path), "LPS")
+        assert img.GetSize() == ref.GetSize()
+        assert np.allclose(img.GetSpacing(), ref.GetSpacing(), atol=1e-4)
+        assert np.allclose(img.GetOrigin(), ref.GetOrigin(), atol=1e-3)
+        assert np.allclose(img.GetDirection(), ref.GetDirection(), atol=1e-4)
+        r = np.corrcoef(sitk.GetArrayViewFromImage(img).ravel(), sitk.GetArrayViewFromImage(ref).ravel())[0, 1]
+        assert r > 0.999
+
+
+def test_dicom_series_predicts_like_the_nifti(tmp_path):
+    """The whole pipeline on a DICOM series (int16, slices re-ordered by the reader) gives the
+    ages and volumes of the NIfTI it came from."""
+    from BrainAgeLib.pipeline import predict
+    src = sorted((Path(__file__).parent / "data").glob("IXI014*_T1.nii.gz"))[0]
+    _write_dicom_series(read_image(src), tmp_path / "dicom")
+    a, b = predict(src, device="cpu"), predict(tmp_path / "dicom", device="cpu")
+    assert b.predicted_age == pytest.approx(a.predicted_age, abs=1.0)
+    assert b.volumes_ml["tiv"] == pytest.approx(a.volumes_ml["tiv"], rel=0.01)
+    assert b.volumes_ml["gm"] == pytest.approx(a.volumes_ml["gm"], rel=0.02)

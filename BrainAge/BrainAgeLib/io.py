@@ -30,8 +30,9 @@ def is_image_path(path: str | os.PathLike) -> bool:
 def expand_inputs(inputs: list[str]) -> list[str]:
     """Expand folders (images or one DICOM series each) and globs into a sorted list of inputs.
 
-    A folder that holds image files is a batch of those files; a folder without image files
-    is taken as one DICOM series. Missing paths are kept, so that their row reports the error.
+    A folder that is one DICOM series is one input; any other folder is a batch of its image
+    files and of its sub-folders that hold a DICOM series. Missing paths and folders with
+    nothing readable are kept, so that their row reports the error.
     """
     out: list[str] = []
     for item in inputs:
@@ -41,14 +42,11 @@ def expand_inputs(inputs: list[str]) -> list[str]:
             if p.is_dir():
                 files = sorted(str(f) for f in p.iterdir() if f.is_file() and is_image_path(f))
                 subdirs = sorted(str(f) for f in p.iterdir() if f.is_dir())
-                if files:
-                    out.extend(files)
-                elif _dicom_series(p):
+                if not files and _dicom_series(p):
                     out.append(str(p))
-                else:
-                    out.extend(s for s in subdirs if _dicom_series(Path(s)))
-                    if not any(_dicom_series(Path(s)) for s in subdirs):
-                        out.append(str(p))
+                    continue
+                series = [s for s in subdirs if _dicom_series(Path(s))]
+                out.extend(sorted(files + series) if files or series else [str(p)])
             else:
                 out.append(str(p))
     return out
