@@ -166,3 +166,12 @@ def test_site_offset_from_controls_then_applied(batch, tmp_path):
     with pytest.raises(SystemExit) as bad:          # not a site-offset file: bad argument
         cli.main(["predict", str(fixture), "--site-offset", str(controls)])
     assert bad.value.code == 2
+
+
+def test_ages_csv_from_a_spreadsheet(tmp_path):
+    """An ages CSV saved by a spreadsheet (UTF-8 with BOM, non-ASCII names) is read as is."""
+    f = tmp_path / "ages.csv"
+    f.write_bytes("subject_id,age\r\nMüller_01,63.5\r\nIXI014,34.24\r\n".encode("utf-8-sig"))
+    ages = cli.read_ages(str(f))
+    assert ages == {"Müller_01": 63.5, "IXI014": 34.24}
+    assert cli.match_age(ages, "/data/Müller_01_T1.nii.gz") == 63.5

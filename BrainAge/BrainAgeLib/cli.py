@@ -35,7 +35,7 @@ def read_ages(path: str) -> dict[str, float]:
     """Chronological ages from a CSV with an ``age`` column and one of ``input``,
     ``subject_id`` or ``id``; keys are matched to inputs by path, file name or stem prefix."""
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.DictReader(f))
     except OSError as e:
         raise ArgumentError(f"--ages: cannot read {path}: {e.strerror}") from None
@@ -135,7 +135,7 @@ def cmd_predict(args) -> int:
     if args.output:
         try:
             Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-            out_f = open(args.output, "w", newline="")
+            out_f = open(args.output, "w", newline="", encoding="utf-8")
         except OSError as e:
             raise ArgumentError(f"--output: cannot write {args.output}: {e.strerror}") from None
         writer = csv.DictWriter(out_f, fieldnames=COLUMNS)
@@ -195,7 +195,7 @@ def cmd_site_offset(args) -> int:
     import json
     from .regression import SiteOffset
     try:
-        with open(args.results, newline="") as f:
+        with open(args.results, newline="", encoding="utf-8-sig") as f:
             rows = [r for r in csv.DictReader(f) if r.get("predicted_age") and r.get("chronological_age")]
     except OSError as e:
         raise ArgumentError(f"cannot read {args.results}: {e.strerror}") from None
