@@ -279,6 +279,12 @@ def cmd_evaluate_segmentation(args) -> int:
     return 0
 
 
+def cmd_evaluate_roundtrip(args) -> int:
+    from .evaluation import evaluate_native_roundtrip
+    evaluate_native_roundtrip(Path(args.data) / "camcan", args.out, n=args.n)
+    return 0
+
+
 def cmd_evaluate_age(args) -> int:
     from .evaluation import evaluate_age
     evaluate_age(Path(args.data) / "camcan", args.out, split=args.split)
@@ -340,6 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
         e.add_argument("--out", default=f"runs/{name}")
         e.add_argument("--split", default="test")
         e.set_defaults(func=func)
+    rt = sub.add_parser("evaluate-roundtrip", help="test scans in a random pose on a 1 mm grid "
+                        "through the raw-scan path, Dice on that grid")
+    rt.add_argument("--data", default=str(DEFAULT_DATA))
+    rt.add_argument("--out", default="runs/evaluate-roundtrip")
+    rt.add_argument("--n", type=int, default=10, help="number of test subjects")
+    rt.set_defaults(func=cmd_evaluate_roundtrip)
     ix = sub.add_parser("evaluate-ixi", help="raw whole-head scans of another site (ixi10) against DLMUSE")
     ix.add_argument("--data", default=str(DEFAULT_DATA))
     ix.add_argument("--out", default="runs/evaluate-ixi")

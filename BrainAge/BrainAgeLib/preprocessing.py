@@ -333,8 +333,11 @@ def preprocess(image: sitk.Image, skull_stripped: bool | None = None,
         return Preprocessed(out, sitk.Transform(3, sitk.sitkIdentity), skull_stripped=True, registered=False,
                             similarity=template_similarity(out, template))
     qc: list[str] = []
-    report(0.05, "resampling to the working grid")
-    work = sitk.Cast(_resample_isotropic(image, max(WORK_SPACING_MM, min(image.GetSpacing()))),
+    report(0.05, "reorienting and resampling to the working grid")
+    # reorient first (axes permuted/flipped to LPS, no interpolation): the same scan stored in
+    # another axis order then gives the very same working copy, hence the same result
+    oriented = sitk.DICOMOrient(image, "LPS")
+    work = sitk.Cast(_resample_isotropic(oriented, max(WORK_SPACING_MM, min(oriented.GetSpacing()))),
                      sitk.sitkFloat32)
     arr = sitk.GetArrayViewFromImage(work)
     if float(np.percentile(arr, 1)) < 0:       # MRI magnitudes are >= 0; shift a signed range
@@ -363,7 +366,9 @@ def preprocess(image: sitk.Image, skull_stripped: bool | None = None,
     moving = sitk.Clamp(brain / scale, sitk.sitkFloat32, 0.0, 2.0)
     transform = register_to_template(moving, template)
     report(0.9, "resampling to model space")
-    resampled = sitk.Resample(brain, template, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    # cubic B-spline, not linear: the training images were never re-interpolated, and the blur of
+    # linear interpolation made brains look older (ixi10 age MAE 9.0 -> 4.6 years)
+    resampled = sitk.Resample(brain, template, transform, sitk.sitkBSpline, 0.0, sitk.sitkFloat32)
     out = sitk.GetImageFromArray(normalize_intensity(sitk.GetArrayViewFromImage(resampled)))
     out.CopyInformation(template)
     sim = template_similarity(out, template)
