@@ -93,7 +93,7 @@ def evaluate_age(data_dir, out_dir, split: str = "test", log=print) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     subjects = [r for r in read_camcan_subjects(data_dir) if r["split"] == split]
-    rows = []
+    rows, halfwidths = [], {}
     t0 = time.time()
     for i, r in enumerate(subjects):
         res = predict(str(camcan_paths(data_dir, r["subject_id"])["image"]))
@@ -103,13 +103,10 @@ def evaluate_age(data_dir, out_dir, split: str = "test", log=print) -> dict:
                      "ensemble": res.predicted_age, "volumes": res.predicted_age_volumes,
                      "cnn": res.predicted_age_cnn, "volumes_raw": ages["volumes_raw"],
                      "cnn_raw": ages["cnn_raw"], "interval_low": lo, "interval_high": hi,
-                     "halfwidths": ages.get("interval_halfwidths", {}),
                      "qc": res.qc_text, "seconds": round(res.seconds, 2)})
+        halfwidths = ages.get("interval_halfwidths", {})    # the same for every subject
         if (i + 1) % 20 == 0:
             log(f"{i + 1}/{len(subjects)} subjects ({time.time() - t0:.0f} s)")
-    halfwidths = rows[0].pop("halfwidths") if rows else {}
-    for r in rows[1:]:
-        r.pop("halfwidths")
     _write_csv(out / "predictions.csv", rows)
     age = np.array([r["age"] for r in rows])
     metrics = {"split": split, "n": len(rows)}
@@ -260,7 +257,7 @@ def evaluate_ixi(data_dir, out_dir, log=print) -> dict:
         mask_dice = None
         if res.brain_mask is not None:
             m = sitk.GetArrayViewFromImage(res.brain_mask) > 0
-            mask_dice = round(float(2 * (m & dl_brain).sum() / (m.sum() + dl_brain.sum())), 4)
+            mask_dice = round(dice_scores(m, dl_brain, labels=(1,))[0], 4)
         row = {"subject_id": sid, "age": age, "dice_brain_mask": mask_dice,
                "similarity": None if res.template_similarity is None else round(res.template_similarity, 4),
                "predicted_age": round(res.predicted_age, 2),

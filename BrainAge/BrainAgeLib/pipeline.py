@@ -91,8 +91,10 @@ def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, devi
     prob = segment_array(net, sitk.GetArrayViewFromImage(prep.image), device=device)
     if prep.registered:       # another scanner: match Cam-CAN's GM/WM intensities, segment again
         report(0.6, "harmonising tissue intensities")
-        prep.qc.extend(grey_white_contrast_qc(*tissue_medians(sitk.GetArrayViewFromImage(prep.image), prob)))
-        arr = harmonize_intensities(sitk.GetArrayViewFromImage(prep.image), prob)
+        arr = sitk.GetArrayViewFromImage(prep.image)
+        medians = tissue_medians(arr, prob)
+        prep.qc.extend(grey_white_contrast_qc(*medians))
+        arr = harmonize_intensities(arr, prob, medians=medians)
         image_h = sitk.GetImageFromArray(arr)
         image_h.CopyInformation(prep.image)
         prep.image = image_h

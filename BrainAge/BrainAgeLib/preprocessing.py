@@ -53,15 +53,17 @@ def grey_white_contrast_qc(gm: float, wm: float, landmarks: dict[str, float] = T
 
 
 def harmonize_intensities(array: np.ndarray, prob: np.ndarray,
-                          landmarks: dict[str, float] = TISSUE_LANDMARKS) -> np.ndarray:
+                          landmarks: dict[str, float] = TISSUE_LANDMARKS,
+                          medians: tuple[float, float] | None = None) -> np.ndarray:
     """Map a normalised T1 piecewise-linearly so that its GM and WM medians (under the labels of
-    ``prob``, (4, z, y, x)) take the training data's values (``landmarks``).
+    ``prob``, (4, z, y, x); or ``medians`` when already computed by :func:`tissue_medians`)
+    take the training data's values (``landmarks``).
 
     Scanners differ in grey/white contrast; the networks learned Cam-CAN's. Tissue medians,
     unlike histogram percentiles, do not move with atrophy, so the age signal is kept.
     Background (0) stays 0; the result is float32 clipped to [0, 2].
     """
-    gm, wm = tissue_medians(array, prob)
+    gm, wm = medians if medians is not None else tissue_medians(array, prob)
     if not (np.isfinite(gm) and np.isfinite(wm) and 0 < gm < wm):
         return np.asarray(array, np.float32)          # no T1 contrast: left to the contrast QC
     g, w = landmarks["gm"], landmarks["wm"]
