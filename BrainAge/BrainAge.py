@@ -124,6 +124,14 @@ class Device(enum.Enum):
         return {"auto": _("Auto (GPU if available)"), "cpu": _("CPU"), "cuda": _("GPU (CUDA)")}[self.value]
 
 
+class Tissues(enum.Enum):
+    CAMCAN = "camcan"
+    DLMUSE = "dlmuse"
+
+    def label(self):
+        return {"camcan": _("Cam-CAN (training labels)"), "dlmuse": _("DLMUSE (CSF = ventricles)")}[self.value]
+
+
 @parameterNodeWrapper
 class BrainAgeParameterNode:
     """inputVolume: the T1; outputSegmentation/outputTable: None creates new ones;
@@ -135,6 +143,7 @@ class BrainAgeParameterNode:
     chronologicalAge: Annotated[float, WithinRange(0, 120)] = 0.0
     approach: Approach = Approach.ENSEMBLE
     device: Device = Device.AUTO
+    tissues: Tissues = Tissues.CAMCAN
     skullStripped: bool = False
 
 
@@ -224,7 +233,7 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 out = self.logic.process(
                     p.inputVolume, p.outputSegmentation, p.outputTable,
                     chronologicalAge=p.chronologicalAge if p.chronologicalAge > 0 else None,
-                    approach=p.approach.value, device=p.device.value,
+                    approach=p.approach.value, device=p.device.value, tissues=p.tissues.value,
                     skullStripped=True if p.skullStripped else None, progress=self.onProgress)
                 p.outputSegmentation = out.segmentationNode
                 p.outputTable = out.tableNode
@@ -305,7 +314,8 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         return not still
 
     def process(self, volumeNode, segmentationNode=None, tableNode=None, chronologicalAge=None,
-                approach="ensemble", device="auto", skullStripped=None, progress=None):
+                approach="ensemble", device="auto", skullStripped=None, progress=None,
+                tissues="camcan"):
         """Brain age of ``volumeNode`` into a segmentation and a table node (None: new ones).
 
         Delegates to ``BrainAgeLib.mrml.process`` with ``slicer.mrmlScene``; returns its result
@@ -316,7 +326,8 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         from BrainAgeLib.mrml import process
         start = time.time()
         out = process(slicer.mrmlScene, volumeNode, segmentationNode, tableNode, chronologicalAge,
-                      approach=approach, device=device, skullStripped=skullStripped, progress=progress)
+                      approach=approach, device=device, skullStripped=skullStripped, progress=progress,
+                      tissues=tissues)
         logging.info(f"BrainAge: {volumeNode.GetName()}: {out.predicted_age:.1f} years "
                      f"in {time.time() - start:.1f} s")
         return out

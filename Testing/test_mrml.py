@@ -193,7 +193,7 @@ def test_table_contents(shown):
     for name, key in (("Gray matter volume", "gm"), ("White matter volume", "wm"),
                       ("Cerebrospinal fluid volume", "csf"), ("Total intracranial volume", "tiv")):
         assert float(rows[name]) == pytest.approx(out.result.volumes_ml[key], abs=0.06)
-    assert rows["QC"] == "ok" and rows["Approach"] == "ensemble"
+    assert rows["QC"] == "ok" and rows["Approach"] == "ensemble" and rows["Tissue definition"] == "camcan"
 
 
 def test_table_without_chronological_age_leaves_gap_empty(scene):

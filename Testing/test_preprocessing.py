@@ -194,3 +194,23 @@ def test_unusual_grey_white_contrast_gets_a_qc_warning(image):
     squashed = sitk.Pow(sitk.Cast(image, sitk.sitkFloat32) + 1.0, 0.3)
     prep_bad, _, _ = segment_image(squashed)
     assert any("unusual grey/white contrast" in q for q in prep_bad.qc)
+
+
+def test_dlmuse_tissue_definition(image):
+    """``tissues="dlmuse"`` relabels the same segmentation in DLMUSE's definition: GM and WM
+    much closer to DLMUSE's, CSF down to the ventricles, the ages unchanged. (IXI013 is one of
+    the map's ten training subjects; the leave-one-out figures come from evaluate-ixi.)"""
+    from BrainAgeLib.pipeline import predict
+    from BrainAgeLib.training import dice_scores
+    ref = sitk.GetArrayFromImage(sitk.ReadImage(str(DLMUSE)))
+    own = predict(image, approach="volumes", device="cpu")
+    theirs = predict(image, approach="volumes", tissues="dlmuse", device="cpu")
+    assert own.tissues == "camcan" and theirs.tissues == "dlmuse"
+    d_own = dice_scores(sitk.GetArrayFromImage(own.labels), ref)
+    d_theirs = dice_scores(sitk.GetArrayFromImage(theirs.labels), ref)
+    assert d_theirs[1] > d_own[1] + 0.08 and d_theirs[1] > 0.8      # GM
+    assert d_theirs[2] > d_own[2] + 0.04 and d_theirs[2] > 0.85     # WM
+    assert theirs.volumes_ml["csf"] < 0.6 * own.volumes_ml["csf"]
+    assert theirs.predicted_age == own.predicted_age
+    assert np.array_equal(theirs.model_space_probabilities, own.model_space_probabilities)
+    assert pp.same_grid(theirs.labels, image)

@@ -1,6 +1,8 @@
 """The ResUNet, tissue segmentation and volumes."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -85,3 +87,42 @@ def test_regional_fractions_sum_to_one():
     f = regional_fractions(prob, cell=4)
     assert f.shape == (3 * 4 * 4 * 4,)
     assert f.sum() == pytest.approx(1.0, rel=1e-5)
+
+
+def _toy_probabilities(rng, shape=(12, 14, 10)):
+    """Smooth random class probabilities (4, z, y, x) with a certain-background border."""
+    from scipy.ndimage import gaussian_filter
+    logits = np.stack([gaussian_filter(rng.normal(size=shape), 1.5) * 8 for _ in range(4)])
+    logits[0, :2] = 50
+    p = np.exp(logits - logits.max(0))
+    return (p / p.sum(0)).astype(np.float32)
+
+
+def test_tissue_definition_map_fits_round_trips_and_keeps_background():
+    from BrainAgeLib.segmentation import TissueDefinitionMap
+    rng = np.random.default_rng(3)
+    probs = [_toy_probabilities(rng) for _ in range(3)]
+    # a definition that calls the network's CSF "GM": the map must learn it
+    targets = [np.where(p.argmax(0) == 1, 2, p.argmax(0)).astype(np.uint8) for p in probs]
+    for t in targets:
+        t[-1, -1, :4] = (0, 1, 2, 3)   # every class present
+    m = TissueDefinitionMap("toy", n_per_subject=2000).fit(probs, targets)
+    test = _toy_probabilities(rng)
+    out = m.predict_proba(test)
+    assert out.shape == test.shape and out.dtype == np.float32
+    assert np.allclose(out.sum(0), 1, atol=1e-5)
+    assert np.array_equal(out[:, :2], test[:, :2])          # certain background untouched
+    was_csf = test.argmax(0) == 1
+    assert (out.argmax(0)[was_csf] == 2).mean() > 0.9
+    again = TissueDefinitionMap.from_dict(json.loads(json.dumps(m.to_dict())))
+    assert np.array_equal(again.predict_proba(test), out)
+    with pytest.raises(ValueError, match="background, CSF, GM and WM"):
+        TissueDefinitionMap().fit(probs[:1], [np.zeros_like(targets[0])])
+    with pytest.raises(ValueError, match="TissueDefinitionMap"):
+        TissueDefinitionMap.from_dict({"kind": "VolumeAgeRegressor"})
+
+
+def test_unknown_tissue_definition_is_refused():
+    assert models.load_tissue_definition("camcan") is None
+    with pytest.raises(ValueError, match="tissues must be one of"):
+        models.load_tissue_definition("freesurfer")

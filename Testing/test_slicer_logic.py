@@ -88,15 +88,15 @@ def _fake_predict(calls):
     labels = sitk.ReadImage(str(DATA / "IXI013-HH-1212_DLMUSE_tissues.nii.gz"), sitk.sitkUInt8)
 
     def predict(image, *, skull_stripped=None, chronological_age=None, approach="ensemble",
-                device="auto", progress=None):
+                tissues="camcan", device="auto", progress=None):
         calls.append(dict(skull_stripped=skull_stripped, chronological_age=chronological_age,
-                          approach=approach, device=device, size=image.GetSize()))
+                          approach=approach, tissues=tissues, device=device, size=image.GetSize()))
         if progress:
             progress(1.0, "done")
         return pipeline.BrainAgeResult(
             predicted_age=47.0, predicted_age_volumes=48.0, predicted_age_cnn=46.0, interval=(38.0, 56.0),
             volumes_ml=tissue_volumes_ml(labels), labels=labels, qc=["implausible CSF fraction 0.60 of TIV"],
-            seconds=0.1, chronological_age=chronological_age, approach=approach)
+            seconds=0.1, chronological_age=chronological_age, approach=approach, tissues=tissues)
     return predict
 
 
@@ -111,7 +111,7 @@ def test_module_metadata_and_sample_registration_hook(app):
 def test_parameter_choices_have_labels(app):
     m = app.module
     assert [e.value for e in m.Approach] == list(pipeline.APPROACHES)
-    assert all(isinstance(e.label(), str) and e.label() for e in (*m.Approach, *m.Device))
+    assert all(isinstance(e.label(), str) and e.label() for e in (*m.Approach, *m.Device, *m.Tissues))
     assert m.Device.CUDA.label() == "GPU (CUDA)"
 
 
@@ -121,9 +121,10 @@ def test_logic_process_from_the_console(app, monkeypatch):
     logic = app.module.BrainAgeLogic()
     monkeypatch.setattr(logic, "missingDependencies", lambda: [])
     volume = mrml.add_volume_node(app.scene, sitk.ReadImage(str(DATA / "IXI013-HH-1212_T1.nii.gz")), "T1")
-    out = logic.process(volume, chronologicalAge=40.0, approach="volumes", device="cpu", skullStripped=True)
-    assert calls == [dict(skull_stripped=True, chronological_age=40.0, approach="volumes", device="cpu",
-                          size=(120, 120, 90))]
+    out = logic.process(volume, chronologicalAge=40.0, approach="volumes", device="cpu", skullStripped=True,
+                        tissues="dlmuse")
+    assert calls == [dict(skull_stripped=True, chronological_age=40.0, approach="volumes", tissues="dlmuse",
+                          device="cpu", size=(120, 120, 90))]
     assert out.predicted_age == 47.0
     assert out.segmentationNode.GetScene() is app.scene and out.tableNode.GetScene() is app.scene
     assert out.segmentationNode.GetSegmentation().GetNumberOfSegments() == 3

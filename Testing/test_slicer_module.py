@@ -78,12 +78,12 @@ def test_every_parameter_is_bound_to_one_widget():
     params = {n.target.id for n in _class(_module_ast(), "BrainAgeParameterNode").body
               if isinstance(n, ast.AnnAssign)}
     assert params == {"inputVolume", "outputSegmentation", "outputTable", "chronologicalAge",
-                      "approach", "device", "skullStripped"}
+                      "approach", "device", "tissues", "skullStripped"}
     assert set(bound) == params
     assert all(len(v) == 1 for v in bound.values()), bound
     classes = {k: v[0][0] for k, v in bound.items()}
     assert classes["inputVolume"] == classes["outputSegmentation"] == classes["outputTable"] == "qMRMLNodeComboBox"
-    assert classes["approach"] == classes["device"] == "QComboBox"
+    assert classes["approach"] == classes["device"] == classes["tissues"] == "QComboBox"
     assert classes["skullStripped"] == "QCheckBox" and classes["chronologicalAge"] == "QDoubleSpinBox"
 
 
@@ -114,6 +114,8 @@ def test_enum_choices_match_the_core():
                 if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)}
     assert values("Approach") == set(APPROACHES)
     assert values("Device") == {"auto", "cpu", "cuda"}
+    from BrainAgeLib.segmentation import TISSUE_DEFINITIONS
+    assert values("Tissues") == set(TISSUE_DEFINITIONS)
 
 
 def test_module_imports_core_lazily_and_has_the_template_classes():

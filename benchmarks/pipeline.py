@@ -27,11 +27,8 @@ sys.path.insert(0, str(ROOT / "BrainAge"))
 
 def make_1mm(src: Path, dst: Path) -> None:
     import SimpleITK as sitk
-    img = sitk.ReadImage(str(src), sitk.sitkFloat32)
-    size = [int(round(n * s)) for n, s in zip(img.GetSize(), img.GetSpacing())]
-    out = sitk.Resample(img, size, sitk.Transform(), sitk.sitkBSpline, img.GetOrigin(), (1.0, 1.0, 1.0),
-                        img.GetDirection(), 0.0, sitk.sitkFloat32)
-    sitk.WriteImage(sitk.Cast(sitk.Clamp(out, lowerBound=0), sitk.sitkInt16), str(dst))
+    from BrainAgeLib.evaluation import at_1mm
+    sitk.WriteImage(at_1mm(sitk.ReadImage(str(src))), str(dst))
 
 
 def worker(what: str, path: str, runs: int, threads: int) -> None:

@@ -150,7 +150,8 @@ def cmd_predict(args) -> int:
         age = match_age(ages, path)
         try:
             result = predict(path, skull_stripped=True if args.skull_stripped else None,
-                             chronological_age=age, approach=args.approach, device=args.device)
+                             chronological_age=age, approach=args.approach, tissues=args.tissues,
+                             device=args.device)
             if site is not None:
                 result = apply_site_offset(result, site)
             row = result_row(path, result)
@@ -273,6 +274,20 @@ def cmd_build_template(args) -> int:
     return 0
 
 
+def cmd_train_tissue_definition(args) -> int:
+    from .training import fit_tissue_definition
+    path = fit_tissue_definition(Path(args.data) / "ixi10", Path(args.out) / "tissues_dlmuse.json",
+                                 log=lambda m: print(m, flush=True))
+    if args.ship:
+        _ship({"tissues_dlmuse.json": path},
+              {"command": "brainage train-tissue-definition --ship",
+               "training": "ixi10 (10 subjects), DLMUSE tissues (dlmuse_tissue_map.csv) carried into "
+                           "model space; leave-one-out Dice from brainage evaluate-ixi",
+               "description": "maps the ResUNet's Cam-CAN tissue probabilities to DLMUSE's tissue "
+                              "definition (--tissues dlmuse)"})
+    return 0
+
+
 def cmd_evaluate_segmentation(args) -> int:
     from .evaluation import evaluate_segmentation
     evaluate_segmentation(Path(args.data) / "camcan", args.out, split=args.split)
@@ -308,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--skull-stripped", action="store_true", help="inputs are already brain-extracted")
     pr.add_argument("--ages", help="CSV of chronological ages (columns input|subject_id|id, age)")
     pr.add_argument("--approach", choices=["ensemble", "volumes", "image"], default="ensemble")
+    pr.add_argument("--tissues", choices=["camcan", "dlmuse"], default="camcan",
+                    help="tissue definition of the labels and volumes: camcan (the training labels': "
+                         "sulcal CSF counted as CSF) or dlmuse (CSF = ventricles, as DLMUSE); "
+                         "ages do not depend on it")
     pr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     pr.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     pr.add_argument("--site-offset", metavar="JSON",
@@ -352,6 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--out", default="runs/evaluate-roundtrip")
     rt.add_argument("--n", type=int, default=10, help="number of test subjects")
     rt.set_defaults(func=cmd_evaluate_roundtrip)
+    td = sub.add_parser("train-tissue-definition", help="fit the map to DLMUSE's tissue definition "
+                        "(--tissues dlmuse) on ixi10")
+    td.add_argument("--data", default=str(DEFAULT_DATA), help="folder holding ixi10/ (default ../shared/data)")
+    td.add_argument("--out", default="runs/tissue-definition")
+    td.add_argument("--ship", action="store_true", help="copy the result into Resources/Models "
+                    "and update the manifest")
+    td.set_defaults(func=cmd_train_tissue_definition)
     ix = sub.add_parser("evaluate-ixi", help="raw whole-head scans of another site (ixi10) against DLMUSE")
     ix.add_argument("--data", default=str(DEFAULT_DATA))
     ix.add_argument("--out", default="runs/evaluate-ixi")

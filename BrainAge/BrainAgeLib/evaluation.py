@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .training import age_metrics, camcan_paths, dice_scores, read_camcan_subjects
+from .training import (age_metrics, camcan_paths, dice_scores, dlmuse_case, read_camcan_subjects,
+                       read_dlmuse_tissues)
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -176,6 +177,15 @@ def random_pose(image: sitk.Image, rng: np.random.Generator, spacing: float = 1.
     return grid, t
 
 
+def at_1mm(image: sitk.Image) -> sitk.Image:
+    """``image`` resampled (cubic B-spline) to 1 mm isotropic over the same field of view,
+    clamped at 0 and stored as int16, as a 1 mm scanner export would be."""
+    size = [int(round(n * s)) for n, s in zip(image.GetSize(), image.GetSpacing())]
+    out = sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), size, sitk.Transform(), sitk.sitkBSpline,
+                        image.GetOrigin(), (1.0, 1.0, 1.0), image.GetDirection(), 0.0, sitk.sitkFloat32)
+    return sitk.Cast(sitk.Clamp(out, lowerBound=0), sitk.sitkInt16)
+
+
 def evaluate_native_roundtrip(data_dir, out_dir, n: int = 10, seed: int = 20261123, log=print) -> dict:
     """Cam-CAN ``test`` scans moved to a random pose on a 1 mm grid, then through the raw-scan
     path (registration back to the model space, labels back to the 1 mm grid): Dice against the
@@ -224,33 +234,29 @@ def evaluate_native_roundtrip(data_dir, out_dir, n: int = 10, seed: int = 202611
     return summary
 
 
-def read_dlmuse_tissues(dlmuse_path, tissue_map_csv) -> np.ndarray:
-    """DLMUSE parcellation -> tissue labels (0 bg, 1 CSF, 2 GM, 3 WM) via the tissue map."""
-    code = {"CSF": 1, "GM": 2, "WM": 3}
-    with open(tissue_map_csv, newline="") as f:
-        mapping = {int(r["dlmuse_label"]): code[r["tissue"]] for r in csv.DictReader(f)}
-    arr = sitk.GetArrayFromImage(sitk.ReadImage(str(dlmuse_path))).astype(np.int64)
-    lut = np.zeros(max(arr.max(), max(mapping)) + 1, np.uint8)
-    for k, v in mapping.items():
-        lut[k] = v
-    return lut[arr]
-
-
 def evaluate_ixi(data_dir, out_dir, log=print) -> dict:
     """Raw whole-head scans of another site (ixi10): Dice and volumes against DLMUSE's tissues,
-    TIV against DLMUSE's brain volume, and the age error. Writes ``ixi.csv`` and ``summary.json``."""
+    TIV against DLMUSE's brain volume, and the age error. Writes ``ixi.csv`` and ``summary.json``.
+
+    Dice and volumes are given twice: in the default ("camcan") tissue definition and in
+    DLMUSE's, the latter through a :class:`~BrainAgeLib.segmentation.TissueDefinitionMap`
+    fitted leave-one-subject-out (never on the subject it is scored on)."""
     from .pipeline import predict
+    from .preprocessing import Preprocessed, to_input_grid
+    from .segmentation import TissueDefinitionMap
     d = Path(data_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with open(d / "subjects.csv", newline="") as f:
         subjects = list(csv.DictReader(f))
-    rows = []
+    rows, cases = [], []
     for s in subjects:
         sid, age = s["subject_id"], float(s["age"])
-        res = predict(str(d / "t1" / f"{sid}_T1.nii.gz"), chronological_age=age)
+        res, ref, ref_model = dlmuse_case(d, sid, chronological_age=age)
+        cases.append((res.model_space_probabilities, ref_model, res.model_to_input, res.labels, ref))
+        # the same head given at 1 mm: the age should not depend on the grid it comes on
+        fine = predict(at_1mm(sitk.ReadImage(str(d / "t1" / f"{sid}_T1.nii.gz"))))
         ours = sitk.GetArrayFromImage(res.labels)
-        ref = read_dlmuse_tissues(d / "dlmuse" / f"{sid}_DLMUSE.nii.gz", d / "dlmuse_tissue_map.csv")
         vox = float(np.prod(res.labels.GetSpacing())) / 1000
         dsc = dice_scores(ours, ref)
         dl_brain = sitk.GetArrayFromImage(sitk.ReadImage(str(d / "dlmuse" / f"{sid}_DLMUSE.nii.gz"))) > 0
@@ -271,15 +277,32 @@ def evaluate_ixi(data_dir, out_dir, log=print) -> dict:
         row["tiv_ml"] = round(res.volumes_ml["tiv"], 1)
         row["brain_ml_dlmuse"] = round(brain_ml, 1)
         row["tiv_diff_pct"] = round(100 * (res.volumes_ml["tiv"] - brain_ml) / brain_ml, 2)
+        row["predicted_age_1mm"] = round(fine.predicted_age, 2)
+        row["tiv_ml_1mm"] = round(fine.volumes_ml["tiv"], 1)
         row["qc"] = res.qc_text
         row["seconds"] = round(res.seconds, 2)
         rows.append(row)
         log(f"{sid}: brain-mask Dice {mask_dice}, similarity {row['similarity']}, Dice CSF {dsc[0]:.3f} "
             f"GM {dsc[1]:.3f} WM {dsc[2]:.3f}, TIV {row['tiv_diff_pct']:+.1f}% "
             f"vs DLMUSE brain, age {age:.1f} -> {res.predicted_age:.1f} ({res.qc_text})")
+    # DLMUSE's tissue definition, leave-one-subject-out
+    for i, (row, (prob, _, transform, grid, ref)) in enumerate(zip(rows, cases)):
+        others = [c for j, c in enumerate(cases) if j != i]
+        m = TissueDefinitionMap("dlmuse").fit([c[0] for c in others], [c[1] for c in others])
+        lab = to_input_grid(m.predict_proba(prob), Preprocessed(grid, transform, False), grid)
+        arr = sitk.GetArrayViewFromImage(lab)
+        dsc = dice_scores(arr, ref)
+        vox = float(np.prod(grid.GetSpacing())) / 1000
+        for t, lab_value, dv in zip(("csf", "gm", "wm"), (1, 2, 3), dsc):
+            row[f"dice_{t}_dlmuse_definition"] = round(dv, 4)
+            row[f"{t}_ml_dlmuse_definition"] = round(float((arr == lab_value).sum()) * vox, 1)
+        log(f"{row['subject_id']}: DLMUSE definition (leave-one-out) Dice CSF {dsc[0]:.3f} "
+            f"GM {dsc[1]:.3f} WM {dsc[2]:.3f}")
     _write_csv(out / "ixi.csv", rows)
     summary = {"n": len(rows)}
-    for k in ("dice_brain_mask", "similarity", "dice_csf", "dice_gm", "dice_wm", "tiv_diff_pct"):
+    for k in ("dice_brain_mask", "similarity", "dice_csf", "dice_gm", "dice_wm",
+              "dice_csf_dlmuse_definition", "dice_gm_dlmuse_definition",
+              "dice_wm_dlmuse_definition", "tiv_diff_pct"):
         v = np.array([np.nan if r[k] is None else r[k] for r in rows], float)
         v = v[np.isfinite(v)]
         if not len(v):
@@ -304,6 +327,15 @@ def evaluate_ixi(data_dir, out_dir, log=print) -> dict:
         b = np.array([r[f"{t}_ml_dlmuse"] for r in rows])
         summary[f"{t}_volume"] = {"mean_diff_pct": round(float(np.mean(100 * (a - b) / b)), 2),
                                   "r": round(float(np.corrcoef(a, b)[0, 1]), 3)}
+        a = np.array([r[f"{t}_ml_dlmuse_definition"] for r in rows])
+        summary[f"{t}_volume_dlmuse_definition"] = {
+            "mean_diff_pct": round(float(np.mean(100 * (a - b) / b)), 2),
+            "r": round(float(np.corrcoef(a, b)[0, 1]), 3)}
+    diff = np.array([r["predicted_age_1mm"] - r["predicted_age"] for r in rows])
+    summary["age_1mm_minus_2mm"] = {"mean": round(float(diff.mean()), 2), "sd": round(float(diff.std(ddof=1)), 2),
+                                    "max_abs": round(float(np.abs(diff).max()), 2)}
+    tiv = np.array([100 * (r["tiv_ml_1mm"] - r["tiv_ml"]) / r["tiv_ml"] for r in rows])
+    summary["tiv_1mm_minus_2mm_pct"] = {"mean": round(float(tiv.mean()), 2), "sd": round(float(tiv.std(ddof=1)), 2)}
     summary["qc_flagged"] = sum(r["qc"] != "ok" for r in rows)
     summary["median_seconds"] = float(np.median([r["seconds"] for r in rows]))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

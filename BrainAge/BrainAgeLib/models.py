@@ -104,3 +104,18 @@ def _load_template(folder: str):
 def load_template():
     """The registration template: mean normalised T1 of the training set, in model space."""
     return _load_template(str(models_dir()))
+
+
+@lru_cache(maxsize=4)
+def _load_tissue_definition(folder: str, name: str):
+    from .segmentation import TissueDefinitionMap
+    return TissueDefinitionMap.from_dict(json.loads(verify(f"tissues_{name}.json", folder).read_text()))
+
+
+def load_tissue_definition(name: str):
+    """The :class:`~BrainAgeLib.segmentation.TissueDefinitionMap` to tissue definition ``name``;
+    None for "camcan", the network's own."""
+    from .segmentation import TISSUE_DEFINITIONS
+    if name not in TISSUE_DEFINITIONS:
+        raise ValueError(f"tissues must be one of {TISSUE_DEFINITIONS}, not {name!r}")
+    return None if name == "camcan" else _load_tissue_definition(str(models_dir()), name)

@@ -206,6 +206,7 @@ def table_rows(result) -> list[tuple[str, str, str]]:
         ("Cerebrospinal fluid volume", f(v["csf"]), "ml"),
         ("Total intracranial volume", f(v["tiv"]), "ml"),
         ("Approach", result.approach, ""),
+        ("Tissue definition", result.tissues, ""),
         ("QC", result.qc_text, ""),
     ]
 
@@ -293,16 +294,18 @@ def show_result(scene, volumeNode, result, segmentationNode=None, tableNode=None
 
 def process(scene, volumeNode, segmentationNode=None, tableNode=None, chronologicalAge=None,
             approach: str = "ensemble", device: str = "auto", skullStripped: bool | None = None,
-            progress: Callable[[float, str], None] | None = None) -> ProcessResult:
+            progress: Callable[[float, str], None] | None = None,
+            tissues: str = "camcan") -> ProcessResult:
     """Brain age of a volume node; tissues into a segmentation node, measurements into a table.
 
     Outputs that are None are created; given ones are reused and overwritten, never duplicated.
     The input node is never modified. ``skullStripped``: True skips brain extraction, None
-    detects it. ``progress(fraction, message)`` is called as the steps advance.
+    detects it. ``progress(fraction, message)`` is called as the steps advance. ``tissues``:
+    "camcan" or "dlmuse", the tissue definition of the segments and volumes.
     """
     from .pipeline import predict
     _check_input(volumeNode)
     image = volume_node_to_sitk(volumeNode)
     result = predict(image, skull_stripped=skullStripped, chronological_age=chronologicalAge,
-                     approach=approach, device=device, progress=progress)
+                     approach=approach, tissues=tissues, device=device, progress=progress)
     return show_result(scene, volumeNode, result, segmentationNode, tableNode)

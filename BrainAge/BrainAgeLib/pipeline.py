@@ -41,6 +41,8 @@ class BrainAgeResult:
     age_details: dict = field(default_factory=dict)   # raw (uncorrected) ages of A and B
     brain_mask: sitk.Image | None = None  # input grid, uint8, when brain extraction ran
     template_similarity: float | None = None  # correlation with the template inside the brain
+    tissues: str = "camcan"               # tissue definition of labels and volumes_ml
+    model_to_input: sitk.Transform | None = None  # maps model-space points to input points (mm)
 
     @property
     def brain_age_gap(self) -> float | None:
@@ -75,9 +77,11 @@ def _device(device: str) -> str:
 
 
 def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, device: str = "cpu",
-                  progress: Progress | None = None):
+                  tissues: str = "camcan", progress: Progress | None = None):
     """Preprocess and segment a validated T1: returns ``(preprocessed, probabilities, labels)``,
-    the class probabilities (4, z, y, x) in model space and the uint8 labels on the input grid.
+    the network's class probabilities (4, z, y, x) in model space and the uint8 labels on the
+    input grid, in the tissue definition ``tissues`` ("camcan", the network's own, or "dlmuse";
+    see :class:`~BrainAgeLib.segmentation.TissueDefinitionMap`).
 
     Registered inputs (not already on the template grid) are segmented twice: the first
     labels give the GM/WM intensities that :func:`harmonize_intensities` maps to the training
@@ -99,27 +103,35 @@ def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, devi
         image_h.CopyInformation(prep.image)
         prep.image = image_h
         prob = segment_array(net, arr, device=device)
+    definition = models.load_tissue_definition(tissues)
     report(0.7, "resampling labels to the input grid")
-    return prep, prob, to_input_grid(prob, prep, image)
+    shown = prob if definition is None else definition.predict_proba(prob)
+    return prep, prob, to_input_grid(shown, prep, image)
 
 
 def predict(image: str | os.PathLike | sitk.Image, *, skull_stripped: bool | None = None,
             chronological_age: float | None = None, approach: str = "ensemble",
-            device: str = "auto", progress: Progress | None = None) -> BrainAgeResult:
+            tissues: str = "camcan", device: str = "auto",
+            progress: Progress | None = None) -> BrainAgeResult:
     """Brain age of one T1-weighted MRI (a path or a SimpleITK image; never modified).
 
     ``skull_stripped``: True skips brain extraction, False forces it, None detects it.
     ``approach``: "ensemble" (default), "volumes" (A) or "image" (B) sets ``predicted_age``.
+    ``tissues``: the definition of the labels and volumes: "camcan" (default, the training
+    labels': CSF with sulcal CSF, conservative WM) or "dlmuse" (ventricles as CSF, DLMUSE's GM
+    and WM). Ages do not depend on it.
     ``progress(fraction, message)`` is called as the steps advance.
     """
     if approach not in APPROACHES:
         raise ValueError(f"approach must be one of {APPROACHES}, not {approach!r}")
+    models.load_tissue_definition(tissues)   # an unknown definition fails before any work
     report = progress or (lambda f, m: None)
     t0 = time.perf_counter()
     dev = _device(device)
     report(0.0, "reading image")
     img = validate_image(image) if isinstance(image, sitk.Image) else read_image(image)
-    prep, prob, labels = segment_image(img, skull_stripped=skull_stripped, device=dev, progress=report)
+    prep, prob, labels = segment_image(img, skull_stripped=skull_stripped, device=dev,
+                                       tissues=tissues, progress=report)
     volumes = tissue_volumes_ml(labels)
     qc = list(prep.qc) + volume_qc(volumes) + contrast_qc(prob, sitk.GetArrayViewFromImage(prep.image))
     report(0.8, "estimating age")
@@ -133,7 +145,8 @@ def predict(image: str | os.PathLike | sitk.Image, *, skull_stripped: bool | Non
         labels=labels, qc=qc, seconds=time.perf_counter() - t0,
         chronological_age=chronological_age, approach=approach,
         model_space_image=prep.image, model_space_probabilities=prob, age_details=ages,
-        brain_mask=prep.brain_mask, template_similarity=prep.similarity)
+        brain_mask=prep.brain_mask, template_similarity=prep.similarity, tissues=tissues,
+        model_to_input=prep.transform)
 
 
 def apply_site_offset(result: BrainAgeResult, site) -> BrainAgeResult:

@@ -560,3 +560,54 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
     path = out / "age_model.json"
     path.write_text(json.dumps(model))
     return path
+
+
+# --- tissue definitions (DLMUSE's, learnt on ixi10) -------------------------------------------
+
+def read_dlmuse_tissues(dlmuse_path, tissue_map_csv) -> np.ndarray:
+    """DLMUSE parcellation -> tissue labels (0 bg, 1 CSF, 2 GM, 3 WM) via the tissue map."""
+    code = {"CSF": 1, "GM": 2, "WM": 3}
+    with open(tissue_map_csv, newline="") as f:
+        mapping = {int(r["dlmuse_label"]): code[r["tissue"]] for r in csv.DictReader(f)}
+    arr = sitk.GetArrayFromImage(sitk.ReadImage(str(dlmuse_path))).astype(np.int64)
+    lut = np.zeros(max(arr.max(), max(mapping)) + 1, np.uint8)
+    for k, v in mapping.items():
+        lut[k] = v
+    return lut[arr]
+
+
+def dlmuse_case(ixi_dir, subject_id: str, **predict_kwargs):
+    """One ixi10 subject through :func:`~BrainAgeLib.pipeline.predict`: returns ``(result,
+    reference, reference_in_model_space)``, DLMUSE's tissue labels on the input grid and
+    carried (nearest neighbour) into model space with the result's registration."""
+    from .models import load_template
+    from .pipeline import predict
+    d = Path(ixi_dir)
+    result = predict(str(d / "t1" / f"{subject_id}_T1.nii.gz"), **predict_kwargs)
+    ref = read_dlmuse_tissues(d / "dlmuse" / f"{subject_id}_DLMUSE.nii.gz", d / "dlmuse_tissue_map.csv")
+    ref_img = sitk.GetImageFromArray(ref)
+    ref_img.CopyInformation(result.labels)
+    in_model = sitk.Resample(ref_img, load_template(), result.model_to_input,
+                             sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return result, ref, sitk.GetArrayFromImage(in_model)
+
+
+def fit_tissue_definition(ixi_dir, out_path, log=print) -> Path:
+    """Fit the :class:`~BrainAgeLib.segmentation.TissueDefinitionMap` to DLMUSE's tissues on
+    all ixi10 subjects and write it as JSON (its leave-one-subject-out Dice comes from
+    ``brainage evaluate-ixi``)."""
+    from .segmentation import TissueDefinitionMap
+    with open(Path(ixi_dir) / "subjects.csv", newline="") as f:
+        ids = [r["subject_id"] for r in csv.DictReader(f)]
+    probs, targets = [], []
+    for i, sid in enumerate(ids):
+        result, _, target = dlmuse_case(ixi_dir, sid, approach="volumes")
+        probs.append(result.model_space_probabilities)
+        targets.append(target)
+        log(f"[{i + 1}/{len(ids)}] {sid}")
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    m = TissueDefinitionMap("dlmuse").fit(probs, targets)
+    out.write_text(json.dumps(m.to_dict()) + "\n")
+    log(f"wrote {out}")
+    return out
