@@ -94,6 +94,18 @@ def test_labels_on_input_grid(batch):
         assert abs(gm_ml - float(row["gm_ml"])) < 0.2
 
 
+def test_dlmuse_tissue_definition_changes_volumes_not_ages(batch, tmp_path):
+    out = tmp_path / "dlmuse.csv"
+    proc = run_cli("predict", str(FIXTURES[0]), "--tissues", "dlmuse", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    with open(out, newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    own = next(r for r in batch["rows"] if Path(r["input"]).name == FIXTURES[0].name)
+    assert row["predicted_age"] == own["predicted_age"]
+    assert float(row["csf_ml"]) < 0.6 * float(own["csf_ml"])      # ventricles only
+    assert float(row["wm_ml"]) > 1.15 * float(own["wm_ml"])
+
+
 def test_all_good_exit_zero_and_summary(tmp_path):
     proc = run_cli("predict", str(FIXTURES[0]))
     assert proc.returncode == 0, proc.stderr
@@ -103,7 +115,8 @@ def test_all_good_exit_zero_and_summary(tmp_path):
 
 @pytest.mark.parametrize("args", [("predict",), ("predict", "--sample", "x.nii.gz"),
                                   ("predict", "a.nii.gz", "--ages", "/nonexistent/ages.csv"),
-                                  ("predict", "a.nii.gz", "--device", "tpu"), ("frobnicate",)])
+                                  ("predict", "a.nii.gz", "--device", "tpu"),
+                                  ("predict", "a.nii.gz", "--tissues", "freesurfer"), ("frobnicate",)])
 def test_bad_arguments_exit_two(args):
     proc = run_cli(*args)
     assert proc.returncode == 2
