@@ -52,7 +52,8 @@ def worker(what: str, path: str, runs: int, threads: int) -> None:
         fn = lambda: preprocess(img)                        # noqa: E731
     else:
         from BrainAgeLib.pipeline import predict
-        fn = lambda: predict(path, device="cpu")            # noqa: E731
+        tissues = "dlmuse" if what == "predict-dlmuse" else "camcan"
+        fn = lambda: predict(path, device="cpu", tissues=tissues)   # noqa: E731
     fn()                                        # warm-up: loads the networks
     secs = []
     for _ in range(runs):
@@ -80,7 +81,7 @@ def main() -> None:
         head = Path(tmp) / "head_1mm.nii.gz"
         make_1mm(src, head)
         res = {}
-        for what in ("bet", "preprocess", "predict"):
+        for what in ("bet", "preprocess", "predict", "predict-dlmuse"):
             out = subprocess.run([sys.executable, __file__, "--runs", str(args.runs), "--threads",
                                   str(args.threads), "--worker", what, str(head)],
                                  capture_output=True, text=True)
@@ -92,7 +93,8 @@ def main() -> None:
     print(f"1 mm whole-head T1 {size[0]}x{size[1]}x{size[2]} ({args.subject}), {args.threads} threads, "
           f"median of {args.runs} timed runs after a warm-up")
     names = {"bet": "brain extraction alone (deepbet)", "preprocess": "preprocess()",
-             "predict": "predict() end to end"}
+             "predict": "predict() end to end",
+             "predict-dlmuse": "predict(tissues='dlmuse')"}
     base = np.median(res["bet"]["seconds"]) if "bet" in res else None
     print(f"{'step':34s} {'median s':>9s} {'peak MB':>8s} {'x deepbet':>10s}")
     for k, v in res.items():

@@ -219,14 +219,16 @@ def _ship(files: dict[str, Path], info: dict) -> None:
 def cmd_train_segmentation(args) -> int:
     import json
     from .training import SegmentationConfig, train_segmentation
-    cfg = SegmentationConfig(epochs=args.epochs, seed=args.seed, threads=args.threads)
+    cfg = SegmentationConfig(epochs=args.epochs, seed=args.seed, threads=args.threads, lr=args.lr,
+                             blur_prob=args.blur_prob, init_weights=args.init)
     out = Path(args.out)
     weights = train_segmentation(Path(args.data) / "camcan", out, cfg, resume=args.resume,
                                  log=lambda m: print(m, flush=True))
     if args.ship:
         metrics = (out / "segmentation_metrics.csv").read_text().strip().splitlines()
         _ship({"resunet.safetensors": weights},
-              {"training": "camcan seg_train + reg_train", "config": json.loads(
+              {"command": "brainage train-segmentation " + " ".join(sys.argv[2:]),
+               "training": "camcan seg_train + reg_train", "config": json.loads(
                   (out / "segmentation_config.json").read_text()), "last_epoch_metrics": metrics[-1],
                "metrics_columns": metrics[0]})
     return 0
@@ -352,7 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
         t.set_defaults(func=func)
         return t
     training("build-template", cmd_build_template, "build the registration template", "runs/template")
-    training("train-segmentation", cmd_train_segmentation, "train the tissue ResUNet", "runs/segmentation", 14)
+    ts = training("train-segmentation", cmd_train_segmentation, "train the tissue ResUNet", "runs/segmentation", 14)
+    ts.add_argument("--init", metavar="SAFETENSORS", help="fine-tune these weights instead of starting afresh")
+    ts.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
+    ts.add_argument("--blur-prob", type=float, default=0.0,
+                    help="share of training crops blurred (Gaussian, sigma up to 2 mm)")
     training("train-cnn", cmd_train_cnn, "train approach B's CNN", "runs/cnn", 60)
     ta = training("train-age-model", cmd_train_age_model,
                   "select and fit approach A, calibrate B and the ensemble", "runs/age")

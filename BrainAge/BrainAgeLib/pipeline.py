@@ -11,8 +11,8 @@ import SimpleITK as sitk
 
 from . import models
 from .io import InputError, read_image, validate_image
-from .preprocessing import (grey_white_contrast_qc, harmonize_intensities, preprocess, tissue_medians,
-                            to_input_grid)
+from .preprocessing import (edge_sharpness, grey_white_contrast_qc, harmonize_intensities, preprocess,
+                            sharpness_qc, tissue_medians, to_input_grid)
 from .segmentation import segment_array
 from .volumes import tissue_volumes_ml, volume_qc
 
@@ -41,6 +41,7 @@ class BrainAgeResult:
     age_details: dict = field(default_factory=dict)   # raw (uncorrected) ages of A and B
     brain_mask: sitk.Image | None = None  # input grid, uint8, when brain extraction ran
     template_similarity: float | None = None  # correlation with the template inside the brain
+    edge_sharpness: float | None = None   # grey/white border sharpness in model space (QC)
     tissues: str = "camcan"               # tissue definition of labels and volumes_ml
     model_to_input: sitk.Transform | None = None  # maps model-space points to input points (mm)
 
@@ -103,6 +104,8 @@ def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, devi
         image_h.CopyInformation(prep.image)
         prep.image = image_h
         prob = segment_array(net, arr, device=device)
+    prep.sharpness = edge_sharpness(sitk.GetArrayViewFromImage(prep.image), prob)
+    prep.qc.extend(sharpness_qc(prep.sharpness))
     definition = models.load_tissue_definition(tissues)
     report(0.7, "resampling labels to the input grid")
     shown = prob if definition is None else definition.predict_proba(prob)
@@ -146,6 +149,7 @@ def predict(image: str | os.PathLike | sitk.Image, *, skull_stripped: bool | Non
         chronological_age=chronological_age, approach=approach,
         model_space_image=prep.image, model_space_probabilities=prob, age_details=ages,
         brain_mask=prep.brain_mask, template_similarity=prep.similarity, tissues=tissues,
+        edge_sharpness=prep.sharpness,
         model_to_input=prep.transform)
 
 

@@ -75,6 +75,38 @@ def augment_intensity(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return (y * fg).clamp(0, 2)
 
 
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``x`` (1, 1, D, H, W) blurred by a separable Gaussian of ``sigma`` voxels."""
+    if sigma <= 0:
+        return x
+    r = max(1, int(math.ceil(3 * sigma)))
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=x.dtype) / sigma) ** 2)
+    k = k / k.sum()
+    for dim in range(3):
+        shape = [1, 1, 1, 1, 1]
+        shape[2 + dim] = 2 * r + 1
+        pad = [0, 0, 0, 0, 0, 0]
+        pad[2 * (2 - dim)] = pad[2 * (2 - dim) + 1] = r
+        x = F.conv3d(F.pad(x, pad, mode="replicate"), k.view(shape))
+    return x
+
+
+def augment_blur(x: torch.Tensor, gen: torch.Generator, prob: float, max_sigma: float) -> torch.Tensor:
+    """With probability ``prob`` per image of a batch (B, 1, D, H, W), a Gaussian blur of sigma
+    ~ U(0.2, ``max_sigma``) voxels: the softness that interpolation and other scanners leave.
+    Half of the blurred images are masked again to their foreground, half keep the blurred edge."""
+    out = x.clone()
+    for i in range(x.shape[0]):
+        if float(torch.rand(1, generator=gen)) >= prob:
+            continue
+        sigma = 0.2 + (max_sigma - 0.2) * float(torch.rand(1, generator=gen))
+        b = gaussian_blur(x[i:i + 1].contiguous(), sigma)
+        if float(torch.rand(1, generator=gen)) < 0.5:
+            b = b * (x[i:i + 1] > 0)
+        out[i:i + 1] = b
+    return out
+
+
 def random_crops(images, labels, idx, crop, gen: torch.Generator, flip=True):
     """Random crops (with left-right flips) of the subjects ``idx`` as torch tensors."""
     xs, ys = [], []
@@ -135,6 +167,9 @@ class SegmentationConfig:
     seed: int = 20261123
     threads: int = 2
     max_train_subjects: int | None = None   # for quick trials only
+    blur_prob: float = 0.0                  # share of crops blurred (augment_blur)
+    max_blur_sigma: float = 1.0             # voxels (2 mm)
+    init_weights: str | None = None         # fine-tune these safetensors instead of starting afresh
 
 
 def _net_to_cl(net):
@@ -185,7 +220,12 @@ def train_segmentation(data_dir, out_dir, config: SegmentationConfig | None = No
     vimages, vlabels = load_camcan_volumes(data_dir, val_ids)
     log(f"loaded {len(train_ids)} training and {len(val_ids)} validation subjects "
         f"in {time.time() - t0:.0f} s")
-    net = _net_to_cl(ResUNet3D(widths=cfg.widths))
+    net = ResUNet3D(widths=cfg.widths)
+    if cfg.init_weights:
+        from safetensors.torch import load_file
+        net.load_state_dict(load_file(str(cfg.init_weights)))
+        log(f"fine-tuning {cfg.init_weights}")
+    net = _net_to_cl(net)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -214,6 +254,8 @@ def train_segmentation(data_dir, out_dir, config: SegmentationConfig | None = No
         for s in range(steps_per_epoch):
             idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
             x, y = random_crops(images, labels, idx, cfg.crop, gen)
+            if cfg.blur_prob > 0:
+                x = augment_blur(x, gen, cfg.blur_prob, cfg.max_blur_sigma)
             x = augment_intensity(x, gen).contiguous(memory_format=torch.channels_last_3d)
             logits = net(x)
             loss = F.cross_entropy(logits, y) + dice_loss(logits, y)
@@ -284,6 +326,9 @@ def tissue_intensity_landmarks(data_dir, split: str = "seg_train") -> dict[str, 
 REGIONAL_CELLS = (4, 6)   # cell sizes (2 mm voxels: 8 and 12 mm) compared for approach A
 
 
+CACHE_BLUR_SIGMA = (0.3, 1.0)   # voxels (2 mm) of the blurred copy each subject gets in the cache
+
+
 def model_space_features(data_dir, cache_path, log=print, splits=("reg_train", "test")) -> dict:
     """Segment every subject of ``splits`` with the shipped ResUNet and cache what the age
     models learn from: regional/global tissue fractions (approach A) and CNN inputs (B).
@@ -297,12 +342,13 @@ def model_space_features(data_dir, cache_path, log=print, splits=("reg_train", "
     cache_path = Path(cache_path)
     if cache_path.exists():
         cached = dict(np.load(cache_path))
-        if all(f"regional_c{c}" in cached for c in REGIONAL_CELLS):
+        if all(f"regional_c{c}" in cached for c in REGIONAL_CELLS) and "cnn_blur" in cached:
             return cached
         log(f"{cache_path} predates the current feature set: rebuilding it")
     rows = [r for r in read_camcan_subjects(data_dir) if r["split"] in splits]
     net = load_resunet()
-    out = {k: [] for k in ("subject_id", "age", "split", "global", "cnn")}
+    blur_rng = np.random.default_rng(20261125)
+    out = {k: [] for k in ("subject_id", "age", "split", "global", "cnn", "cnn_blur", "blur_sigma")}
     out.update({f"regional_c{c}": [] for c in REGIONAL_CELLS})
     t0 = time.time()
     for i, r in enumerate(rows):
@@ -316,6 +362,13 @@ def model_space_features(data_dir, cache_path, log=print, splits=("reg_train", "
             out[f"regional_c{c}"].append(regional_fractions(prob, c))
         out["global"].append(global_fractions(prob))
         out["cnn"].append(cnn_input(arr, prob).astype(np.float16))
+        # the same scan softer (as after interpolation or from another scanner), segmented again:
+        # approach B learns that blur is not age
+        sigma = float(blur_rng.uniform(*CACHE_BLUR_SIGMA))
+        soft = gaussian_blur(torch.from_numpy(arr.astype(np.float32))[None, None], sigma)[0, 0].numpy()
+        soft = soft * (arr > 0) if blur_rng.random() < 0.5 else soft
+        out["cnn_blur"].append(cnn_input(soft, segment_array(net, soft)).astype(np.float16))
+        out["blur_sigma"].append(sigma)
         if (i + 1) % 50 == 0:
             log(f"segmented {i + 1}/{len(rows)} subjects ({time.time() - t0:.0f} s)")
     arrays = {k: np.asarray(v) for k, v in out.items()}
@@ -338,6 +391,7 @@ class CNNConfig:
     ema_decay: float = 0.995
     sigma: float = 1.0              # soft-label width (years)
     max_shift: int = 2              # random translation (4 mm voxels)
+    blur_prob: float = 0.5          # share of samples drawn from the blurred, re-segmented copy
     seed: int = 20261123
     threads: int = 2
 
@@ -385,6 +439,7 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
     tr = np.array([index[s] for s in train_ids])
     va = np.array([index[s] for s in val_ids])
     X = torch.from_numpy(feats["cnn"].astype(np.float32))
+    X_blur = torch.from_numpy(feats["cnn_blur"].astype(np.float32)) if cfg.blur_prob > 0 else None
     y = torch.from_numpy(feats["age"].astype(np.float32))
     net = AgeCNN(widths=cfg.widths).to(memory_format=torch.channels_last_3d)
     ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
@@ -420,7 +475,11 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
         losses, maes = [], []
         for s in range(steps):
             idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            xb = _augment_cnn(X[idx], gen, cfg.max_shift).contiguous(memory_format=torch.channels_last_3d)
+            xb = X[idx]
+            if X_blur is not None:
+                use = torch.rand(len(idx), generator=gen) < cfg.blur_prob
+                xb = torch.where(use.view(-1, 1, 1, 1, 1), X_blur[idx], xb)
+            xb = _augment_cnn(xb, gen, cfg.max_shift).contiguous(memory_format=torch.channels_last_3d)
             logits = net(xb)
             target = soft_labels(y[idx], cfg.sigma)
             loss = F.kl_div(logits.log_softmax(-1), target, reduction="batchmean")
