@@ -126,3 +126,19 @@ def test_unknown_tissue_definition_is_refused():
     assert models.load_tissue_definition("camcan") is None
     with pytest.raises(ValueError, match="tissues must be one of"):
         models.load_tissue_definition("freesurfer")
+
+
+def test_blur_augmentation():
+    from BrainAgeLib.training import augment_blur, gaussian_blur
+    gen = torch.Generator().manual_seed(0)
+    x = torch.zeros(3, 1, 16, 16, 16)
+    x[:, :, 4:12, 4:12, 4:12] = torch.rand(3, 1, 8, 8, 8) + 0.5
+    assert torch.equal(gaussian_blur(x[:1], 0.0), x[:1])
+    b = gaussian_blur(x[:1], 1.0)
+    assert b.shape == x[:1].shape
+    assert b.sum().item() == pytest.approx(x[:1].sum().item(), rel=1e-4)     # mass kept
+    inner = (slice(None), slice(None), slice(6, 10), slice(6, 10), slice(6, 10))
+    assert b[inner].std() < 0.6 * x[:1][inner].std()                          # detail smoothed
+    assert torch.equal(augment_blur(x, gen, 0.0, 1.0), x)
+    y = augment_blur(x, gen, 1.0, 1.0)
+    assert y.shape == x.shape and all(not torch.equal(y[i], x[i]) for i in range(3))

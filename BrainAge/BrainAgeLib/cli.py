@@ -254,7 +254,7 @@ def cmd_train_age_model(args) -> int:
     from .training import fit_age_model
     cnn = Path(args.cnn_dir) / "age_cnn.safetensors" if args.cnn_dir else None
     path = fit_age_model(Path(args.data) / "camcan", args.out, Path(args.cache), cnn_weights=cnn,
-                         seed=args.seed, log=lambda m: print(m, flush=True))
+                         seed=args.seed, blur_augment=args.blur_augment, log=lambda m: print(m, flush=True))
     if args.ship:
         m = json.loads(path.read_text())
         _ship({"age_model.json": path}, {"training": "camcan reg_train (features from predicted "
@@ -364,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                   "select and fit approach A, calibrate B and the ensemble", "runs/age")
     ta.add_argument("--cache", default="runs/cnn/features.npz", help="model-space feature cache")
     ta.add_argument("--cnn-dir", default=None, help="folder of the trained CNN (with cnn_config.json)")
+    ta.add_argument("--blur-augment", action=argparse.BooleanOptionalAction, default=True,
+                    help="approach A also learns from each subject's blurred copy (default: yes)")
     for name, func in (("evaluate-segmentation", cmd_evaluate_segmentation),
                        ("evaluate-age", cmd_evaluate_age)):
         e = sub.add_parser(name, help=f"{name.split('-')[1]} metrics on the held-out test split")

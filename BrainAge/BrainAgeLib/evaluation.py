@@ -104,7 +104,20 @@ def evaluate_age(data_dir, out_dir, split: str = "test", log=print) -> dict:
                      "ensemble": res.predicted_age, "volumes": res.predicted_age_volumes,
                      "cnn": res.predicted_age_cnn, "volumes_raw": ages["volumes_raw"],
                      "cnn_raw": ages["cnn_raw"], "interval_low": lo, "interval_high": hi,
-                     "qc": res.qc_text, "seconds": round(res.seconds, 2)})
+                     "qc": res.qc_text, "seconds": round(res.seconds, 2),
+                     "age_volumes_moved": round(res.predicted_age_volumes, 2),
+                     "age_volumes_unmoved": round(direct.predicted_age_volumes, 2),
+                     "age_cnn_moved": round(res.predicted_age_cnn, 2),
+                     "age_cnn_unmoved": round(direct.predicted_age_cnn, 2),
+                     "sharpness_unmoved": round(direct.edge_sharpness, 3)})
+        for mm in ROUNDTRIP_BLUR_MM:
+            soft = sitk.Mask(sitk.SmoothingRecursiveGaussian(image, mm), sitk.Cast(image > 0, sitk.sitkUInt8))
+            b = predict(soft, device="cpu")
+            rows[-1].update({f"age_blur{mm}": round(b.predicted_age, 2),
+                             f"age_volumes_blur{mm}": round(b.predicted_age_volumes, 2),
+                             f"age_cnn_blur{mm}": round(b.predicted_age_cnn, 2),
+                             f"sharpness_blur{mm}": round(b.edge_sharpness, 3),
+                             f"flagged_blur{mm}": any("softer" in q for q in b.qc)})
         halfwidths = ages.get("interval_halfwidths", {})    # the same for every subject
         if (i + 1) % 20 == 0:
             log(f"{i + 1}/{len(subjects)} subjects ({time.time() - t0:.0f} s)")
@@ -186,13 +199,17 @@ def at_1mm(image: sitk.Image) -> sitk.Image:
     return sitk.Cast(sitk.Clamp(out, lowerBound=0), sitk.sitkInt16)
 
 
+ROUNDTRIP_BLUR_MM = (1.0, 1.6)   # Gaussian sigmas (mm) of the blurred copies evaluate-roundtrip adds
+
+
 def evaluate_native_roundtrip(data_dir, out_dir, n: int = 10, seed: int = 20261123, log=print) -> dict:
     """Cam-CAN ``test`` scans moved to a random pose on a 1 mm grid, then through the raw-scan
     path (registration back to the model space, labels back to the 1 mm grid): Dice against the
     reference labels moved the same way, beside the ceiling of carrying the unmoved scan's
     segmentation with the true pose; and the age change. Measures what registration and
-    resampling cost, with the same label definition as training. Writes ``roundtrip.csv`` and
-    ``summary.json``."""
+    resampling cost, with the same label definition as training. Also the age change of the
+    unmoved scan blurred by a Gaussian of ``ROUNDTRIP_BLUR_MM`` (sharpness sensitivity; ensemble,
+    A and B) and whether QC flags it. Writes ``roundtrip.csv`` and ``summary.json``."""
     from .pipeline import predict
     from .preprocessing import Preprocessed, to_input_grid
     out = Path(out_dir)
@@ -218,7 +235,20 @@ def evaluate_native_roundtrip(data_dir, out_dir, n: int = 10, seed: int = 202611
                      "ceiling_dice_gm": round(c[1], 4), "ceiling_dice_wm": round(c[2], 4),
                      "age_moved": round(res.predicted_age, 2), "age_unmoved": round(direct.predicted_age, 2),
                      "similarity": round(res.template_similarity or 0.0, 4),
-                     "qc": res.qc_text, "seconds": round(res.seconds, 2)})
+                     "qc": res.qc_text, "seconds": round(res.seconds, 2),
+                     "age_volumes_moved": round(res.predicted_age_volumes, 2),
+                     "age_volumes_unmoved": round(direct.predicted_age_volumes, 2),
+                     "age_cnn_moved": round(res.predicted_age_cnn, 2),
+                     "age_cnn_unmoved": round(direct.predicted_age_cnn, 2),
+                     "sharpness_unmoved": round(direct.edge_sharpness, 3)})
+        for mm in ROUNDTRIP_BLUR_MM:
+            soft = sitk.Mask(sitk.SmoothingRecursiveGaussian(image, mm), sitk.Cast(image > 0, sitk.sitkUInt8))
+            b = predict(soft, device="cpu")
+            rows[-1].update({f"age_blur{mm}": round(b.predicted_age, 2),
+                             f"age_volumes_blur{mm}": round(b.predicted_age_volumes, 2),
+                             f"age_cnn_blur{mm}": round(b.predicted_age_cnn, 2),
+                             f"sharpness_blur{mm}": round(b.edge_sharpness, 3),
+                             f"flagged_blur{mm}": any("softer" in q for q in b.qc)})
         log(f"{r['subject_id']}: Dice CSF {d[0]:.3f} GM {d[1]:.3f} WM {d[2]:.3f} ({res.seconds:.1f} s, {res.qc_text})")
     _write_csv(out / "roundtrip.csv", rows)
     summary = {"n": len(rows)}
@@ -229,6 +259,16 @@ def evaluate_native_roundtrip(data_dir, out_dir, n: int = 10, seed: int = 202611
     diff = np.array([row["age_moved"] - row["age_unmoved"] for row in rows])
     summary["age_moved_minus_unmoved"] = {"mean": round(float(diff.mean()), 2),
                                           "mean_abs": round(float(np.abs(diff).mean()), 2)}
+    for name, key in (("volumes", "age_volumes"), ("cnn", "age_cnn")):
+        diff = np.array([row[f"{key}_moved"] - row[f"{key}_unmoved"] for row in rows])
+        summary[f"age_{name}_moved_minus_unmoved"] = round(float(diff.mean()), 2)
+    for mm in ROUNDTRIP_BLUR_MM:
+        for name, key in (("ensemble", "age"), ("volumes", "age_volumes"), ("cnn", "age_cnn")):
+            diff = np.array([row[f"{key}_blur{mm}"] - row[f"{key}_unmoved"] for row in rows])
+            summary[f"age_{name}_blur{mm}mm_minus_sharp"] = {"mean": round(float(diff.mean()), 2),
+                                                            "sd": round(float(diff.std(ddof=1)), 2)}
+        summary[f"qc_flagged_blur{mm}mm"] = int(sum(row[f"flagged_blur{mm}"] for row in rows))
+    summary["qc_flagged_softer_moved"] = int(sum("softer" in row["qc"] for row in rows))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     log(json.dumps(summary))
     return summary

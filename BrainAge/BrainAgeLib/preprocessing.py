@@ -52,9 +52,9 @@ def grey_white_contrast_qc(gm: float, wm: float, landmarks: dict[str, float] = T
     return []
 
 
-# GM/WM edge sharpness (edge_sharpness) of the training scans: 0.53-0.89 on 60 Cam-CAN reg_train
-# subjects (1st percentile 0.545; it rises with age, r = 0.73). The same scans blurred by a
-# Gaussian of 1 / 1.6 mm fall to about 0.46-0.56 / 0.38-0.45; ixi10 through the raw path: 0.61-0.67.
+# GM/WM edge sharpness (edge_sharpness) of the training scans: 0.53-0.85 on 60 Cam-CAN reg_train
+# subjects (1st percentile 0.545; it rises with age, r = 0.76). Young subjects' scans blurred by
+# a Gaussian of 1 / 1.6 mm fall to about 0.47-0.51 / 0.38-0.42; ixi10 through the raw path: 0.61-0.67.
 MIN_EDGE_SHARPNESS = 0.50
 
 

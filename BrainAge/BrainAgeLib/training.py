@@ -349,7 +349,7 @@ def model_space_features(data_dir, cache_path, log=print, splits=("reg_train", "
     net = load_resunet()
     blur_rng = np.random.default_rng(20261125)
     out = {k: [] for k in ("subject_id", "age", "split", "global", "cnn", "cnn_blur", "blur_sigma")}
-    out.update({f"regional_c{c}": [] for c in REGIONAL_CELLS})
+    out.update({f"regional_c{c}{v}": [] for c in REGIONAL_CELLS for v in ("", "_blur")})
     t0 = time.time()
     for i, r in enumerate(rows):
         img = sitk.ReadImage(str(camcan_paths(data_dir, r["subject_id"])["image"]))
@@ -367,7 +367,10 @@ def model_space_features(data_dir, cache_path, log=print, splits=("reg_train", "
         sigma = float(blur_rng.uniform(*CACHE_BLUR_SIGMA))
         soft = gaussian_blur(torch.from_numpy(arr.astype(np.float32))[None, None], sigma)[0, 0].numpy()
         soft = soft * (arr > 0) if blur_rng.random() < 0.5 else soft
-        out["cnn_blur"].append(cnn_input(soft, segment_array(net, soft)).astype(np.float16))
+        prob_soft = segment_array(net, soft)
+        out["cnn_blur"].append(cnn_input(soft, prob_soft).astype(np.float16))
+        for c in REGIONAL_CELLS:
+            out[f"regional_c{c}_blur"].append(regional_fractions(prob_soft, c))
         out["blur_sigma"].append(sigma)
         if (i + 1) % 50 == 0:
             log(f"segmented {i + 1}/{len(rows)} subjects ({time.time() - t0:.0f} s)")
@@ -543,14 +546,15 @@ def age_metrics(pred, age) -> dict:
 
 
 def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 20261123,
-                  log=print) -> Path:
+                  blur_augment: bool = True, log=print) -> Path:
     """Select and fit approach A on reg_train (5-fold shuffled CV), calibrate it, and, when CNN
     weights are given, calibrate B and the ensemble on the CNN's validation subjects.
+    ``blur_augment``: A also learns from each subject's blurred copy (same age).
 
     Writes ``age_model.json`` and ``regressor_comparison.csv`` into ``out_dir``.
     """
     from sklearn.base import clone
-    from sklearn.model_selection import KFold, cross_val_predict
+    from sklearn.model_selection import KFold
     from .regression import AgeBiasCorrection, best_ensemble_weight, conformal_halfwidth
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -562,16 +566,32 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
     y = f["age"][tr].astype(np.float64)
     ids = list(f["subject_id"][tr])
     cv = KFold(5, shuffle=True, random_state=seed)
+    # each subject's blurred, re-segmented copy (the feature cache's): with ``blur_augment`` the
+    # regressors also learn from it (same age), and the CV reports how far blur moves the age
+    X_glob_blur = f[f"regional_c{REGIONAL_CELLS[0]}_blur"][tr].reshape(int(tr.sum()), 3, -1).sum(2)
+    X_glob_blur = X_glob_blur.astype(np.float64)
+    X_blur = {"global": X_glob_blur}
+    X_blur.update({f"c{c}": np.concatenate([f[f"regional_c{c}_blur"][tr], X_glob_blur], axis=1).astype(np.float64)
+                   for c in REGIONAL_CELLS})
     rows, oof = [], {}
     for name, (est, feats) in candidate_regressors(seed).items():
         t0 = time.time()
         X = X_glob if feats == "global" else X_cells[feats]
-        p = cross_val_predict(clone(est), X, y, cv=cv)
+        p, p_blur = np.zeros_like(y), np.zeros_like(y)
+        for fit_idx, val_idx in cv.split(X):
+            if blur_augment:
+                m_ = clone(est).fit(np.concatenate([X[fit_idx], X_blur[feats][fit_idx]]),
+                                    np.concatenate([y[fit_idx], y[fit_idx]]))
+            else:
+                m_ = clone(est).fit(X[fit_idx], y[fit_idx])
+            p[val_idx] = m_.predict(X[val_idx])
+            p_blur[val_idx] = m_.predict(X_blur[feats][val_idx])
         oof[name] = p
         m = age_metrics(p, y)
         rows.append({"regressor": name, "features": feats, **{k: round(v, 3) for k, v in m.items()},
-                     "seconds": round(time.time() - t0, 1)})
-        log(f"  {name}: CV MAE {m['mae']:.2f} R2 {m['r2']:.3f} ({time.time() - t0:.0f} s)")
+                     "blur_shift": round(float(np.mean(p_blur - p)), 2), "seconds": round(time.time() - t0, 1)})
+        log(f"  {name}: CV MAE {m['mae']:.2f} R2 {m['r2']:.3f}, blurred copy {np.mean(p_blur - p):+.2f} y "
+            f"({time.time() - t0:.0f} s)")
     with open(out / "regressor_comparison.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
@@ -580,11 +600,14 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
     best = min(ridge_rows, key=lambda r: r["mae"])   # the JSON-exportable family
     est, feats = candidate_regressors(seed)[best["regressor"]]
     log(f"approach A: {best['regressor']} (CV MAE {best['mae']})")
-    final = clone(est).fit(X_cells[feats], y)
+    if blur_augment:
+        final = clone(est).fit(np.concatenate([X_cells[feats], X_blur[feats]]), np.concatenate([y, y]))
+    else:
+        final = clone(est).fit(X_cells[feats], y)
     p_oof = oof[best["regressor"]]
     bias_a = AgeBiasCorrection().fit(p_oof, y)
     model = {"created": time.strftime("%Y-%m-%d"), "seed": seed,
-             "training": {"data": "camcan reg_train", "n": int(tr.sum())},
+             "training": {"data": "camcan reg_train", "n": int(tr.sum()), "blur_augment": blur_augment},
              "volumes": {"regressor": final.to_dict(), "selected": best["regressor"],
                          "cv": {k: best[k] for k in ("mae", "rmse", "r2", "r")},
                          "bias": bias_a.to_dict(),
