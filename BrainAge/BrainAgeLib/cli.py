@@ -210,6 +210,7 @@ def cmd_site_offset(args) -> int:
 
 def _ship(files: dict[str, Path], info: dict) -> None:
     from . import models
+    info = {"command": "brainage " + " ".join(sys.argv[1:]), **info}
     for name, src in files.items():
         shutil.copyfile(src, models.models_dir() / name)
         models.update_manifest(name, info)
@@ -227,8 +228,7 @@ def cmd_train_segmentation(args) -> int:
     if args.ship:
         metrics = (out / "segmentation_metrics.csv").read_text().strip().splitlines()
         _ship({"resunet.safetensors": weights},
-              {"command": "brainage train-segmentation " + " ".join(sys.argv[2:]),
-               "training": "camcan seg_train + reg_train", "config": json.loads(
+              {"training": "camcan seg_train + reg_train", "config": json.loads(
                   (out / "segmentation_config.json").read_text()), "last_epoch_metrics": metrics[-1],
                "metrics_columns": metrics[0]})
     return 0
@@ -257,9 +257,14 @@ def cmd_train_age_model(args) -> int:
                          seed=args.seed, blur_augment=args.blur_augment, log=lambda m: print(m, flush=True))
     if args.ship:
         m = json.loads(path.read_text())
-        _ship({"age_model.json": path}, {"training": "camcan reg_train (features from predicted "
-                                         "segmentations)", "selected": m["volumes"]["selected"],
-                                         "cv": m["volumes"]["cv"]})
+        info = {"training": "camcan reg_train (features from predicted segmentations)",
+                "selected": m["volumes"]["selected"], "cv": m["volumes"]["cv"],
+                "blur_augment": m["training"]["blur_augment"]}
+        if "ensemble" in m:
+            info["ensemble"] = {"weight_volumes": m["ensemble"]["weight_volumes"],
+                                "validation_mae": m["ensemble"]["validation"]["mae"],
+                                "validation_n": m["ensemble"]["validation_n"]}
+        _ship({"age_model.json": path}, info)
     return 0
 
 
@@ -282,8 +287,7 @@ def cmd_train_tissue_definition(args) -> int:
                                  log=lambda m: print(m, flush=True))
     if args.ship:
         _ship({"tissues_dlmuse.json": path},
-              {"command": "brainage train-tissue-definition --ship",
-               "training": "ixi10 (10 subjects), DLMUSE tissues (dlmuse_tissue_map.csv) carried into "
+              {"training": "ixi10 (10 subjects), DLMUSE tissues (dlmuse_tissue_map.csv) carried into "
                            "model space; leave-one-out Dice from brainage evaluate-ixi",
                "description": "maps the ResUNet's Cam-CAN tissue probabilities to DLMUSE's tissue "
                               "definition (--tissues dlmuse)"})

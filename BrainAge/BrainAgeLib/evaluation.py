@@ -104,20 +104,7 @@ def evaluate_age(data_dir, out_dir, split: str = "test", log=print) -> dict:
                      "ensemble": res.predicted_age, "volumes": res.predicted_age_volumes,
                      "cnn": res.predicted_age_cnn, "volumes_raw": ages["volumes_raw"],
                      "cnn_raw": ages["cnn_raw"], "interval_low": lo, "interval_high": hi,
-                     "qc": res.qc_text, "seconds": round(res.seconds, 2),
-                     "age_volumes_moved": round(res.predicted_age_volumes, 2),
-                     "age_volumes_unmoved": round(direct.predicted_age_volumes, 2),
-                     "age_cnn_moved": round(res.predicted_age_cnn, 2),
-                     "age_cnn_unmoved": round(direct.predicted_age_cnn, 2),
-                     "sharpness_unmoved": round(direct.edge_sharpness, 3)})
-        for mm in ROUNDTRIP_BLUR_MM:
-            soft = sitk.Mask(sitk.SmoothingRecursiveGaussian(image, mm), sitk.Cast(image > 0, sitk.sitkUInt8))
-            b = predict(soft, device="cpu")
-            rows[-1].update({f"age_blur{mm}": round(b.predicted_age, 2),
-                             f"age_volumes_blur{mm}": round(b.predicted_age_volumes, 2),
-                             f"age_cnn_blur{mm}": round(b.predicted_age_cnn, 2),
-                             f"sharpness_blur{mm}": round(b.edge_sharpness, 3),
-                             f"flagged_blur{mm}": any("softer" in q for q in b.qc)})
+                     "qc": res.qc_text, "seconds": round(res.seconds, 2)})
         halfwidths = ages.get("interval_halfwidths", {})    # the same for every subject
         if (i + 1) % 20 == 0:
             log(f"{i + 1}/{len(subjects)} subjects ({time.time() - t0:.0f} s)")
