@@ -217,12 +217,12 @@ def test_dlmuse_tissue_definition(image):
 
 
 def test_blurred_scan_gets_a_sharpness_warning(image):
-    """The real scan passes; the same scan blurred (Gaussian, sigma 2 mm) is flagged as much
+    """The real scan passes; the same scan blurred (Gaussian, sigma 3 mm) is flagged as much
     softer than the training scans."""
     from BrainAgeLib.pipeline import segment_image
     sharp, _, _ = segment_image(image)
     assert sharp.sharpness > pp.MIN_EDGE_SHARPNESS
     assert not any("softer" in q for q in sharp.qc)
-    blurred, _, _ = segment_image(sitk.SmoothingRecursiveGaussian(sitk.Cast(image, sitk.sitkFloat32), 2.0))
-    assert blurred.sharpness < sharp.sharpness - 0.1
+    blurred, _, _ = segment_image(sitk.SmoothingRecursiveGaussian(sitk.Cast(image, sitk.sitkFloat32), 3.0))
+    assert blurred.sharpness < sharp.sharpness - 0.2
     assert any("image much softer than the training scans" in q for q in blurred.qc)

@@ -55,7 +55,7 @@ def grey_white_contrast_qc(gm: float, wm: float, landmarks: dict[str, float] = T
 # GM/WM edge sharpness (edge_sharpness) of the training scans: 0.53-0.85 on 60 Cam-CAN reg_train
 # subjects (it rises with age, r = 0.76), 0.51-0.68 on 10 young test subjects, which fall to
 # 0.46-0.59 / 0.39-0.49 when blurred by a Gaussian of 1 / 1.6 mm; ixi10 through the raw path:
-# 0.61-0.67. The networks were trained to shrug off such blur (ages move by < 1.5 years up to
+# 0.61-0.67. The networks were trained to shrug off such blur (ages move by < 2 years up to
 # 1.6 mm, evaluate-roundtrip); below this, an image is softer than anything verified.
 MIN_EDGE_SHARPNESS = 0.45
 
