@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .training import (age_metrics, camcan_paths, dice_scores, dlmuse_case, read_camcan_subjects,
-                       read_dlmuse_tissues)
+from .training import age_metrics, camcan_paths, dice_scores, dlmuse_case, read_camcan_subjects
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:

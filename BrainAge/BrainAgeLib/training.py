@@ -342,13 +342,14 @@ def model_space_features(data_dir, cache_path, log=print, splits=("reg_train", "
     cache_path = Path(cache_path)
     if cache_path.exists():
         cached = dict(np.load(cache_path))
-        if all(f"regional_c{c}" in cached for c in REGIONAL_CELLS) and "cnn_blur" in cached:
+        if all(f"regional_c{c}" in cached for c in REGIONAL_CELLS) and "global_blur" in cached:
             return cached
         log(f"{cache_path} predates the current feature set: rebuilding it")
     rows = [r for r in read_camcan_subjects(data_dir) if r["split"] in splits]
     net = load_resunet()
     blur_rng = np.random.default_rng(20261125)
-    out = {k: [] for k in ("subject_id", "age", "split", "global", "cnn", "cnn_blur", "blur_sigma")}
+    out = {k: [] for k in ("subject_id", "age", "split", "global", "global_blur", "cnn", "cnn_blur",
+                           "blur_sigma")}
     out.update({f"regional_c{c}{v}": [] for c in REGIONAL_CELLS for v in ("", "_blur")})
     t0 = time.time()
     for i, r in enumerate(rows):
@@ -369,6 +370,7 @@ def model_space_features(data_dir, cache_path, log=print, splits=("reg_train", "
         soft = soft * (arr > 0) if blur_rng.random() < 0.5 else soft
         prob_soft = segment_array(net, soft)
         out["cnn_blur"].append(cnn_input(soft, prob_soft).astype(np.float16))
+        out["global_blur"].append(global_fractions(prob_soft))
         for c in REGIONAL_CELLS:
             out[f"regional_c{c}_blur"].append(regional_fractions(prob_soft, c))
         out["blur_sigma"].append(sigma)
@@ -568,22 +570,24 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
     cv = KFold(5, shuffle=True, random_state=seed)
     # each subject's blurred, re-segmented copy (the feature cache's): with ``blur_augment`` the
     # regressors also learn from it (same age), and the CV reports how far blur moves the age
-    X_glob_blur = f[f"regional_c{REGIONAL_CELLS[0]}_blur"][tr].reshape(int(tr.sum()), 3, -1).sum(2)
-    X_glob_blur = X_glob_blur.astype(np.float64)
+    X_glob_blur = f["global_blur"][tr].astype(np.float64)
     X_blur = {"global": X_glob_blur}
     X_blur.update({f"c{c}": np.concatenate([f[f"regional_c{c}_blur"][tr], X_glob_blur], axis=1).astype(np.float64)
                    for c in REGIONAL_CELLS})
+
+    def fit(est, X, X_soft, y):
+        """A fresh ``est`` fitted on ``X`` (and, with ``blur_augment``, the blurred copies too)."""
+        if blur_augment:
+            X, y = np.concatenate([X, X_soft]), np.concatenate([y, y])
+        return clone(est).fit(X, y)
+
     rows, oof = [], {}
     for name, (est, feats) in candidate_regressors(seed).items():
         t0 = time.time()
         X = X_glob if feats == "global" else X_cells[feats]
         p, p_blur = np.zeros_like(y), np.zeros_like(y)
         for fit_idx, val_idx in cv.split(X):
-            if blur_augment:
-                m_ = clone(est).fit(np.concatenate([X[fit_idx], X_blur[feats][fit_idx]]),
-                                    np.concatenate([y[fit_idx], y[fit_idx]]))
-            else:
-                m_ = clone(est).fit(X[fit_idx], y[fit_idx])
+            m_ = fit(est, X[fit_idx], X_blur[feats][fit_idx], y[fit_idx])
             p[val_idx] = m_.predict(X[val_idx])
             p_blur[val_idx] = m_.predict(X_blur[feats][val_idx])
         oof[name] = p
@@ -600,10 +604,7 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
     best = min(ridge_rows, key=lambda r: r["mae"])   # the JSON-exportable family
     est, feats = candidate_regressors(seed)[best["regressor"]]
     log(f"approach A: {best['regressor']} (CV MAE {best['mae']})")
-    if blur_augment:
-        final = clone(est).fit(np.concatenate([X_cells[feats], X_blur[feats]]), np.concatenate([y, y]))
-    else:
-        final = clone(est).fit(X_cells[feats], y)
+    final = fit(est, X_cells[feats], X_blur[feats], y)
     p_oof = oof[best["regressor"]]
     bias_a = AgeBiasCorrection().fit(p_oof, y)
     model = {"created": time.strftime("%Y-%m-%d"), "seed": seed,
