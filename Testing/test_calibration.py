@@ -100,3 +100,12 @@ def test_model_level_qc_messages():
     assert disagreement_qc(40.0, None, 9.5) == []
     assert age_range_qc(95.0, (18, 88)) and not age_range_qc(60.0, (18, 88))
     assert "chronological age" in age_range_qc(60.0, (18, 88), chronological=10.0)[0]
+
+
+def test_coarse_cells_of_the_cache_equal_the_24mm_fractions():
+    from BrainAgeLib.training.age_model import MODEL_SHAPE, coarse_cells
+    from BrainAgeLib.volumes import regional_fractions
+    prob = np.random.default_rng(3).random((4, *MODEL_SHAPE)).astype(np.float32)
+    prob[:, :, :40] *= 3                       # not uniform: a misplaced cell would show
+    cache = {"regional_c6": regional_fractions(prob, 6)[None]}
+    assert np.allclose(coarse_cells(cache, np.array([0]))[0], regional_fractions(prob, 12), rtol=1e-5, atol=1e-9)

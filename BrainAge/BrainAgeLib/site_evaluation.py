@@ -200,3 +200,107 @@ def evaluate_sites(cache_path, out_dir, age_model_dir, cnn_dirs: dict, log=print
     summary["calibration"] = rows
     (out / "sites_summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+ACQUISITIONS = {          # model-space simulations (TorchIO), one fixed draw each
+    "thick slices 5 mm (z)": ("RandomAnisotropy", {"axes": (0,), "downsampling": (2.5, 2.5)}),
+    "thick slices 5 mm (y)": ("RandomAnisotropy", {"axes": (1,), "downsampling": (2.5, 2.5)}),
+    "thick slices 5 mm (x)": ("RandomAnisotropy", {"axes": (2,), "downsampling": (2.5, 2.5)}),
+    "noise (SD 5 % of WM)": ("RandomNoise", {"std": (0.045, 0.045)}),
+    "bias field": ("RandomBiasField", {"coefficients": (0.4, 0.4)}),
+    "gamma 0.7": ("RandomGamma", {"log_gamma": (np.log(0.7), np.log(0.7))}),
+    "gamma 1.4": ("RandomGamma", {"log_gamma": (np.log(1.4), np.log(1.4))}),
+    "blur 2 mm": ("RandomBlur", {"std": (1.0, 1.0)}),
+    "motion": ("RandomMotion", {"degrees": 4, "translation": 4, "num_transforms": 2}),
+    "ghosting": ("RandomGhosting", {"num_ghosts": 4, "intensity": (0.5, 0.5)}),
+}
+
+
+def _segment_features(net, arr, registered: bool, cell: int = 6):
+    from .training.features import scan_features
+    return scan_features(net, arr, registered)
+
+
+def feature_invariance(data_dir, resunet_path, age_model_path, n: int = 8, seed: int = 20261123) -> list[dict]:
+    """The same Cam-CAN ``test`` subjects under each simulated acquisition (:data:`ACQUISITIONS`,
+    in model space): the change of the global CSF/GM/WM fractions (percentage points of TIV) and
+    of approach A's age (years, with the age model ``age_model_path`` that goes with the
+    ResUNet ``resunet_path``), mean |change| over ``n`` subjects."""
+    import SimpleITK as sitk
+    import torch
+    import torchio as tio
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    from .preprocessing import normalize_intensity
+    from .regression import AgeBiasCorrection, VolumeAgeRegressor
+    from .resunet import ResUNet3D
+    from .training.data import camcan_paths, read_camcan_subjects
+    with safe_open(str(resunet_path), "pt") as fh:
+        widths = tuple(json.loads(fh.metadata()["widths"]))
+    net = ResUNet3D(widths=widths)
+    net.load_state_dict(load_file(str(resunet_path)))
+    net.eval()
+    m = json.loads(Path(age_model_path).read_text())
+    reg = VolumeAgeRegressor.from_dict(m["volumes"]["regressor"])
+    bias = AgeBiasCorrection(**m["volumes"]["bias"])
+    ids = [r["subject_id"] for r in read_camcan_subjects(data_dir) if r["split"] == "test"]
+    ids = sorted(np.random.default_rng(seed).choice(ids, n, replace=False))
+
+    def measure(arr):
+        f = _segment_features(net, arr, False)
+        x = np.concatenate([f[f"regional_c{reg.cell}"], f["global"]])[None]
+        return f["global"], float(bias(reg.predict(x))[0])
+    rows = []
+    clean = {}
+    for sid in ids:
+        arr = normalize_intensity(sitk.GetArrayFromImage(sitk.ReadImage(str(camcan_paths(data_dir, sid)["image"]))))
+        clean[sid] = (arr, *measure(arr))
+    for name, (cls, kw) in ACQUISITIONS.items():
+        torch.manual_seed(seed)
+        d_frac, d_age = [], []
+        for sid in ids:
+            arr, g0, a0 = clean[sid]
+            x = torch.from_numpy(arr)[None]
+            out = getattr(tio, cls)(**kw)(tio.ScalarImage(tensor=x)).data[0].clamp(0, 2).numpy()
+            out = out * (arr > 0)
+            g, a = measure(out)
+            d_frac.append(np.abs(g - g0) * 100)
+            d_age.append(a - a0)
+        d_frac = np.mean(d_frac, axis=0)
+        rows.append({"acquisition": name, "csf_pp": round(float(d_frac[0]), 2), "gm_pp": round(float(d_frac[1]), 2),
+                     "wm_pp": round(float(d_frac[2]), 2), "age_change_mean": round(float(np.mean(d_age)), 2),
+                     "age_change_abs": round(float(np.mean(np.abs(d_age))), 2), "n": n})
+    return rows
+
+
+def site_distance_for(data_root, ixi_cache, resunet_path, seed: int = 20261123) -> dict:
+    """:func:`site_distance` for a given ResUNet (weights ``resunet_path``), on ixi120 and their
+    age-matched Cam-CAN ``reg_train`` partners only (one pass each, no degraded copies)."""
+    import SimpleITK as sitk
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    from .preprocessing import normalize_intensity
+    from .resunet import ResUNet3D
+    from .training.data import camcan_paths, read_camcan_subjects
+    with safe_open(str(resunet_path), "pt") as fh:
+        widths = tuple(json.loads(fh.metadata()["widths"]))
+    net = ResUNet3D(widths=widths)
+    net.load_state_dict(load_file(str(resunet_path)))
+    net.eval()
+    ixi = dict(np.load(ixi_cache))
+    sel = np.flatnonzero(ixi["set"] == "ixi120")
+    cam = [r for r in read_camcan_subjects(Path(data_root) / "camcan") if r["split"] == "reg_train"]
+    f = {k: [] for k in ("split", "age", "global", "regional_c6")}
+    partners = []
+    for j in sel[np.argsort(ixi["age"][sel])]:
+        k = min((c for c in cam if c["subject_id"] not in partners), key=lambda c: abs(c["age"] - ixi["age"][j]))
+        partners.append(k["subject_id"])
+        for split, age, arr, reg in (("ixi120", ixi["age"][j], ixi["image"][j].astype(np.float32), True),
+                                     ("reg_train", k["age"], normalize_intensity(sitk.GetArrayFromImage(
+                                         sitk.ReadImage(str(camcan_paths(Path(data_root) / "camcan", k["subject_id"])["image"])))), False)):
+            feats = _segment_features(net, arr, reg)
+            f["split"].append(split)
+            f["age"].append(float(age))
+            f["global"].append(feats["global"])
+            f["regional_c6"].append(feats["regional_c6"])
+    return site_distance({k: np.asarray(v) for k, v in f.items()}, seed=seed)

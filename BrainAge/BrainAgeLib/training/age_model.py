@@ -60,11 +60,17 @@ def feature_matrix(f: dict, idx, feats: str, degraded: bool = False) -> np.ndarr
     return np.concatenate([f[f"regional_{feats}{sfx}"][idx].astype(np.float64), g], axis=1)
 
 
-def coarse_cells(f: dict, idx) -> np.ndarray:
+MODEL_SHAPE = (94, 116, 98)   # model space as a numpy array (z, y, x), 2 mm voxels
+
+
+def coarse_cells(f: dict, idx, shape=MODEL_SHAPE) -> np.ndarray:
     """24 mm regional fractions (:data:`~BrainAgeLib.qc.OOD_CELL`) of the cache rows ``idx``,
     summed from the cached 12 mm cells (the same numbers as ``regional_fractions(prob, 12)``)."""
-    c6 = f["regional_c6"][idx].astype(np.float64).reshape(len(idx), 3, 16, 19, 15)
-    c6 = c6[:, :, :16, :18, :14].reshape(len(idx), 3, 8, 2, 9, 2, 7, 2)
+    g6 = [s // 6 for s in shape]
+    g12 = [s // 12 for s in shape]
+    c6 = f["regional_c6"][idx].astype(np.float64).reshape(len(idx), 3, *g6)
+    c6 = c6[:, :, :2 * g12[0], :2 * g12[1], :2 * g12[2]]
+    c6 = c6.reshape(len(idx), 3, g12[0], 2, g12[1], 2, g12[2], 2)
     return c6.sum(axis=(3, 5, 7)).reshape(len(idx), -1)
 
 
