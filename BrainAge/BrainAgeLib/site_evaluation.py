@@ -67,7 +67,12 @@ def leave_one_site_out(f, name: str, cnn_dirs: dict, weight_a: float, seed: int 
             w = Path(d) / "age_cnn.safetensors"
             pb_val = cnn_predictions(f, va, w)
             yv = f["age"][va].astype(float)
-            bias_b = AgeBiasCorrection().fit(pb_val, yv)
+            try:
+                bias_b = AgeBiasCorrection().fit(pb_val, yv)
+            except ValueError as e:          # a CNN that did not learn (near-constant output)
+                res["B"] = {"error": str(e)}
+                out[f"train {train_site} -> test {'ixi' if train_site == 'camcan' else 'camcan'}"] = res
+                continue
             raw_b = cnn_predictions(f, test_rows, w)
             res["B"] = _summary(bias_b(raw_b), y)
             pa_val = oof[[pos[int(j)] for j in va]]      # A's out-of-fold ages, as in training
