@@ -16,7 +16,6 @@ import numpy as np
 import SimpleITK as sitk
 
 LARGE_ERROR_YEARS = 5.0        # an age moved further than this while qc says "ok" is a silent large error
-CAMCAN_ONLY = ()               # every condition runs on both sets
 COLUMNS = ["set", "subject_id", "age", "condition", "processed", "predicted_age", "clean_age",
            "age_change", "flagged", "silent_large_error", "qc", "warnings", "wm_snr",
            "unexpected_csf_ml", "seconds", "error"]
@@ -24,7 +23,8 @@ COLUMNS = ["set", "subject_id", "age", "condition", "processed", "predicted_age"
 # short keys of the QC warnings, by the start of their text (others: their first words)
 WARNING_KEYS = {"not a T1": "not_t1", "registration": "registration", "unusual grey/white": "gm_wm_contrast",
                 "image much softer": "sharpness", "noisy image": "noise", "intensity wrap-around": "wraparound",
-                "focal abnormality": "focal", "thick slices": "thick_slices", "implausible TIV": "tiv", "implausible": "tissue_fraction"}
+                "focal abnormality": "focal", "thick slices": "thick_slices", "implausible TIV": "tiv",
+                "implausible": "tissue_fraction"}
 
 
 def warning_key(text: str) -> str:
@@ -239,7 +239,8 @@ def format_table(summary: dict) -> str:
                      + ", ".join(f"{n} {100 * v:.0f}%" for n, v in top if v > 0))
     t = summary["targets"]
     lines.append(f"targets: no valid MRI refused {t['no_valid_mri_refused']}; mild conditions within 2.5 y "
-                 f"{t['mild_conditions_all_within_2.5y']}; silent large errors {100 * t['silent_large_errors_share']:.1f}% "
+                 f"{t['mild_conditions_all_within_2.5y']}; silent large errors "
+                 f"{100 * t['silent_large_errors_share']:.1f}% "
                  f"(<= 2%: {t['silent_large_errors_le_2pct']}); clean false alarms "
                  f"{100 * t['clean_false_alarm_rate']:.0f}% (<= 5%: {t['clean_false_alarms_le_5pct']})")
     return "\n".join(lines)
@@ -252,3 +253,47 @@ def summarise_csv(csv_path, out_json=None) -> dict:
     if out_json:
         Path(out_json).write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def markdown_tables(before: dict, after: dict | None = None) -> str:
+    """README tables from one or two summaries (``summary.json``): per condition the age change
+    and QC outcome, "before" beside "after" when given; then each QC warning's false-alarm rate
+    on the clean scans and hit rate on the conditions it targets (and its best other ones)."""
+    runs = [("before", before)] + ([("after", after)] if after else [])
+
+    def cell(c):
+        if c is None:
+            return "–"
+        a = c.get("age_change", {})
+        change = f"{a['mean']:+.1f} ± {a['sd']:.1f} ({a['mean_abs']:.1f})" if a.get("n") else "–"
+        return (f"{change} | {100 * c['processed']:.0f} % | {100 * c['flagged']:.0f} % | "
+                f"{c.get('silent_large_errors', 0)}")
+    head = "| condition | n | " + " | ".join(
+        f"age change, mean ± SD (mean abs), {k} | processed | flagged | silent > 5 y" for k, _ in runs) + " |"
+    lines = [head, "|" + " --- |" * (2 + 4 * len(runs))]
+    for name, c in before["conditions"].items():
+        cells = " | ".join(cell(s["conditions"].get(name)) for _, s in runs)
+        lines.append(f"| {name} | {c['n']} | {cells} |")
+    lines += ["", "| QC warning | " + " | ".join(f"false alarms on clean ({k}) | hit rate ({k})" for k, _ in runs)
+              + " |", "|" + " --- |" * (1 + 2 * len(runs))]
+    keys = sorted(set(before["qc_warnings"]) | set((after or {}).get("qc_warnings", {})))
+    for k in keys:
+        cells = []
+        for _, s in runs:
+            w = s["qc_warnings"].get(k)
+            if w is None:
+                cells.append("– | –")
+                continue
+            top = [(n, v) for n, v in sorted(w["hit_rate"].items(), key=lambda kv: -kv[1]) if v > 0][:3]
+            cells.append(f"{100 * w['false_alarm_rate']:.0f} % | "
+                         + (", ".join(f"{n} {100 * v:.0f} %" for n, v in top) or "none"))
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: python -m BrainAgeLib.evaluation_robustness BEFORE_summary.json [AFTER_summary.json]")
+    loaded = [json.loads(Path(p).read_text()) for p in sys.argv[1:]]
+    print(markdown_tables(*loaded))
