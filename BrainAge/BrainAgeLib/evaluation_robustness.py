@@ -24,7 +24,8 @@ COLUMNS = ["set", "subject_id", "age", "condition", "processed", "predicted_age"
 WARNING_KEYS = {"not a T1": "not_t1", "registration": "registration", "unusual grey/white": "gm_wm_contrast",
                 "image much softer": "sharpness", "noisy image": "noise", "intensity wrap-around": "wraparound",
                 "focal abnormality": "focal", "thick slices": "thick_slices", "implausible TIV": "tiv",
-                "implausible": "tissue_fraction"}
+                "implausible": "tissue_fraction", "tissue pattern unlike": "out_of_distribution",
+                "the two age models disagree": "ab_disagreement"}
 
 
 def warning_key(text: str) -> str:

@@ -15,10 +15,10 @@ Every setting is logged next to what it trains, so that one command reproduces i
 from .age_model import age_metrics, candidate_regressors, fit_age_model
 from .augmentation import (acquisition_transform, augment_batch, degrade_image, gaussian_blur,
                            random_crops, synthesize_from_labels)
-from .cnn import CNNConfig, split_reg_train, train_cnn
+from .cnn import CNNConfig, train_cnn, training_partition
 from .data import (camcan_paths, dice_scores, load_camcan_volumes, read_camcan_subjects,
                    read_dlmuse_tissues, seed_everything)
-from .features import REGIONAL_CELLS, model_space_features
+from .features import REGIONAL_CELLS, ixi_model_space, model_space_features, split_validation
 from .segmentation import SegmentationConfig, dice_loss, train_segmentation
 from .template import build_template, tissue_intensity_landmarks
 from .tissue_definition import dlmuse_case, fit_tissue_definition

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,14 +13,16 @@ import torch.nn.functional as F
 
 from .checkpoints import check_resumable, end_epoch, load_checkpoint
 from .data import seed_everything
-from .features import model_space_features
+from .features import model_space_features, split_validation
 
 
 @dataclass
 class CNNConfig:
     """Settings of ``brainage train-cnn`` (logged with the weights)."""
     widths: tuple[int, ...] = (16, 32, 64, 128, 128)
-    n_val: int = 60                 # subjects of reg_train held out for validation/ensembling
+    n_val: int = 60                 # Cam-CAN reg_train subjects held out for validation/ensembling
+    n_val_ixi: int = 20             # ixi120 subjects held out likewise
+    sites: tuple[str, ...] = ("camcan", "ixi")   # the sites trained on
     epochs: int = 60
     batch_size: int = 8
     lr: float = 2e-3
@@ -29,16 +30,27 @@ class CNNConfig:
     ema_decay: float = 0.995
     sigma: float = 1.0              # soft-label width (years)
     max_shift: int = 2              # random translation (4 mm voxels)
-    blur_prob: float = 0.5          # share of samples drawn from the blurred, re-segmented copy
+    degraded_prob: float = 0.5      # share of samples drawn from the degraded, re-segmented copy
+    init_weights: str | None = None  # fine-tune these safetensors instead of starting afresh
     seed: int = 20261123
     threads: int = 2
 
 
-def split_reg_train(ids: list[str], n_val: int, seed: int) -> tuple[list[str], list[str]]:
-    """Seeded shuffle of reg_train subject IDs into (train, validation)."""
-    ids = sorted(ids)
-    random.Random(seed).shuffle(ids)
-    return ids[n_val:], ids[:n_val]
+def training_partition(feats: dict, sites, n_val: int, n_val_ixi: int, seed: int):
+    """Indices (train, validation) into the feature cache: Cam-CAN ``reg_train`` and IXI
+    ``ixi120`` subjects of ``sites``, each site's validation part a seeded draw. Never ``test``
+    or ``ixi10``."""
+    ids = [str(s) for s in feats["subject_id"]]
+    index = {s: i for i, s in enumerate(ids)}
+    train, val = [], []
+    for site, split, nv in (("camcan", "reg_train", n_val), ("ixi", "ixi120", n_val_ixi)):
+        if site not in sites:
+            continue
+        pool = [s for s, sp in zip(ids, feats["split"]) if sp == split]
+        t, v = split_validation(pool, nv, seed)
+        train += [index[s] for s in t]
+        val += [index[s] for s in v]
+    return np.array(sorted(train)), np.array(sorted(val))
 
 
 def _augment_cnn(x: torch.Tensor, gen: torch.Generator, max_shift: int) -> torch.Tensor:
@@ -60,7 +72,8 @@ def _augment_cnn(x: torch.Tensor, gen: torch.Generator, max_shift: int) -> torch
 
 def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=None,
               resume: bool = False, log=print) -> Path:
-    """Train approach B's CNN on reg_train (minus a seeded validation part); never on test."""
+    """Train approach B's CNN on Cam-CAN reg_train and ixi120 (minus seeded validation parts,
+    :func:`training_partition`); never on Cam-CAN test or ixi10."""
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     from ..cnn import AgeCNN, expected_age, soft_labels
     cfg = config or CNNConfig()
@@ -68,18 +81,18 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     gen = seed_everything(cfg.seed)
-    feats = model_space_features(data_dir, cache_path or out / "features.npz", log=log)
-    ids = list(feats["subject_id"])
-    split = feats["split"]
-    reg = [s for s, sp in zip(ids, split) if sp == "reg_train"]
-    train_ids, val_ids = split_reg_train(reg, cfg.n_val, cfg.seed)
-    index = {s: i for i, s in enumerate(ids)}
-    tr = np.array([index[s] for s in train_ids])
-    va = np.array([index[s] for s in val_ids])
+    feats = model_space_features(data_dir, cache_path or out / "features.npz", log=log,
+                                 ixi_root=Path(data_dir).parent)
+    tr, va = training_partition(feats, cfg.sites, cfg.n_val, cfg.n_val_ixi, cfg.seed)
+    log(f"training on {len(tr)} subjects of {', '.join(cfg.sites)}; validating on {len(va)}")
     X = torch.from_numpy(feats["cnn"].astype(np.float32))
-    X_blur = torch.from_numpy(feats["cnn_blur"].astype(np.float32)) if cfg.blur_prob > 0 else None
+    X_deg = torch.from_numpy(feats["cnn_deg"].astype(np.float32)) if cfg.degraded_prob > 0 else None
     y = torch.from_numpy(feats["age"].astype(np.float32))
     net = AgeCNN(widths=cfg.widths).to(memory_format=torch.channels_last_3d)
+    if cfg.init_weights:
+        from safetensors.torch import load_file
+        net.load_state_dict(load_file(str(cfg.init_weights)))
+        log(f"fine-tuning {cfg.init_weights}")
     ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = math.ceil(len(tr) / cfg.batch_size)
@@ -114,9 +127,9 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
         for s in range(steps):
             idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
             xb = X[idx]
-            if X_blur is not None:
-                use = torch.rand(len(idx), generator=gen) < cfg.blur_prob
-                xb = torch.where(use.view(-1, 1, 1, 1, 1), X_blur[idx], xb)
+            if X_deg is not None:
+                use = torch.rand(len(idx), generator=gen) < cfg.degraded_prob
+                xb = torch.where(use.view(-1, 1, 1, 1, 1), X_deg[idx], xb)
             xb = _augment_cnn(xb, gen, cfg.max_shift).contiguous(memory_format=torch.channels_last_3d)
             logits = net(xb)
             target = soft_labels(y[idx], cfg.sigma)
