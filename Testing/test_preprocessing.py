@@ -11,6 +11,7 @@ import SimpleITK as sitk
 from BrainAgeLib import models
 from BrainAgeLib import preprocessing as pp
 from BrainAgeLib.io import InputError, read_image
+from BrainAgeLib.qc import MIN_EDGE_SHARPNESS
 from BrainAgeLib.preprocessing import (MIN_SIMILARITY, check_t1_like, looks_skull_stripped,
                                        normalize_intensity, preprocess, same_grid)
 
@@ -221,7 +222,7 @@ def test_blurred_scan_gets_a_sharpness_warning(image):
     softer than the training scans."""
     from BrainAgeLib.pipeline import segment_image
     sharp, _, _ = segment_image(image)
-    assert sharp.sharpness > pp.MIN_EDGE_SHARPNESS
+    assert sharp.sharpness > MIN_EDGE_SHARPNESS
     assert not any("softer" in q for q in sharp.qc)
     blurred, _, _ = segment_image(sitk.SmoothingRecursiveGaussian(sitk.Cast(image, sitk.sitkFloat32), 3.0))
     assert blurred.sharpness < sharp.sharpness - 0.2

@@ -350,6 +350,17 @@ def cmd_evaluate_ixi(args) -> int:
     return 0
 
 
+def cmd_evaluate_robustness(args) -> int:
+    from .degrade import conditions
+    from .evaluation_robustness import evaluate_robustness
+    unknown = [c for c in args.conditions or [] if c not in conditions()]
+    if unknown:
+        raise ArgumentError(f"--conditions: unknown {', '.join(unknown)}; choose from {', '.join(conditions())}")
+    evaluate_robustness(args.data, args.out, n_camcan=args.n_camcan, n_ixi=args.n_ixi,
+                        conditions=args.conditions, seed=args.seed, log=lambda m: print(m, flush=True))
+    return 0
+
+
 def cmd_evaluate_sites(args) -> int:
     from .site_evaluation import evaluate_sites
     evaluate_sites(args.cache, args.out, args.age_dir,
@@ -451,6 +462,17 @@ def build_parser() -> argparse.ArgumentParser:
     ix.add_argument("--data", default=str(DEFAULT_DATA))
     ix.add_argument("--out", default="runs/evaluate-ixi")
     ix.set_defaults(func=cmd_evaluate_ixi)
+    rb = sub.add_parser("evaluate-robustness", help="Cam-CAN test and ixi10 scans degraded by simulated "
+                        "acquisitions (thick slices, noise, bias, gamma, motion, ghosting, lesion, wrap-around, "
+                        "offset): age change against the clean scan, QC flags, silent large errors")
+    rb.add_argument("--data", default=str(DEFAULT_DATA), help="folder holding camcan/ and ixi10/")
+    rb.add_argument("--out", default="runs/evaluate-robustness")
+    rb.add_argument("--n-camcan", type=int, default=6, help="Cam-CAN test subjects (seeded draw)")
+    rb.add_argument("--n-ixi", type=int, default=6, help="ixi10 subjects (seeded draw)")
+    rb.add_argument("--conditions", nargs="+", metavar="NAME", help="only these conditions (default: all; "
+                    "e.g. noise_snr20 thick5mm_axial lesion_45ml)")
+    rb.add_argument("--seed", type=int, default=20261123)
+    rb.set_defaults(func=cmd_evaluate_robustness)
     es = sub.add_parser("evaluate-sites", help="leave-one-site-out ages, calibration to a new site "
                         "from k controls, and how distinguishable the sites' features are")
     es.add_argument("--cache", default="runs/features/features.npz", help="model-space feature cache")

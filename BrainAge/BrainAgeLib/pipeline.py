@@ -11,8 +11,9 @@ import SimpleITK as sitk
 
 from . import models
 from .io import InputError, read_image, validate_image
-from .preprocessing import (edge_sharpness, grey_white_contrast_qc, harmonize_intensities, preprocess,
-                            sharpness_qc, tissue_medians, to_input_grid)
+from .preprocessing import harmonize_intensities, preprocess, tissue_medians, to_input_grid
+from .qc import (contrast_qc, edge_sharpness, focal_qc, grey_white_contrast_qc, noise_qc, sharpness_qc,
+                 unexpected_csf_ml, wm_snr)
 from .segmentation import segment_array
 from .volumes import tissue_volumes_ml, volume_qc
 
@@ -44,6 +45,7 @@ class BrainAgeResult:
     edge_sharpness: float | None = None   # grey/white border sharpness in model space (QC)
     tissues: str = "camcan"               # tissue definition of labels and volumes_ml
     model_to_input: sitk.Transform | None = None  # maps model-space points to input points (mm)
+    qc_measures: dict = field(default_factory=dict)  # image QC measures (BrainAgeLib.qc): wm_snr, ...
 
     @property
     def brain_age_gap(self) -> float | None:
@@ -55,15 +57,6 @@ class BrainAgeResult:
     @property
     def qc_text(self) -> str:
         return ";".join(self.qc) if self.qc else "ok"
-
-
-def contrast_qc(prob: np.ndarray, image: np.ndarray) -> list[str]:
-    """A warning unless mean intensities order as on a T1: WM > GM > CSF."""
-    lab = prob.argmax(0)
-    means = [float(image[lab == c].mean()) if (lab == c).any() else float("nan") for c in (1, 2, 3)]
-    if not (means[2] > means[1] > means[0]):
-        return ["not a T1: tissue contrast WM > GM > CSF not found"]
-    return []
 
 
 def _device(device: str) -> str:
@@ -103,6 +96,9 @@ def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, devi
     report(0.5, "segmenting tissues")
     net = models.load_resunet()
     prob = segment_array(net, sitk.GetArrayViewFromImage(prep.image), device=device)
+    # noise before harmonisation: the normalisation keeps the SNR, the piecewise map would not
+    prep.measures["wm_snr"] = wm_snr(sitk.GetArrayViewFromImage(prep.image), prob)
+    prep.qc.extend(noise_qc(prep.measures["wm_snr"]))
     if prep.registered:       # another scanner: match Cam-CAN's GM/WM intensities, segment again
         report(0.6, "harmonising tissue intensities")
         arr, prob, medians = harmonize_and_segment(net, sitk.GetArrayViewFromImage(prep.image), prob,
@@ -113,6 +109,8 @@ def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, devi
         prep.image = image_h
     prep.sharpness = edge_sharpness(sitk.GetArrayViewFromImage(prep.image), prob)
     prep.qc.extend(sharpness_qc(prep.sharpness))
+    prep.measures["unexpected_csf_ml"] = unexpected_csf_ml(prob)
+    prep.qc.extend(focal_qc(prep.measures["unexpected_csf_ml"]))
     definition = models.load_tissue_definition(tissues)
     report(0.7, "resampling labels to the input grid")
     shown = prob if definition is None else definition.predict_proba(prob)
@@ -160,7 +158,7 @@ def predict(image: str | os.PathLike | sitk.Image, *, skull_stripped: bool | Non
         model_space_image=prep.image, model_space_probabilities=prob, age_details=ages,
         brain_mask=prep.brain_mask, template_similarity=prep.similarity, tissues=tissues,
         edge_sharpness=prep.sharpness,
-        model_to_input=prep.transform)
+        model_to_input=prep.transform, qc_measures=dict(prep.measures))
 
 
 def apply_site_offset(result: BrainAgeResult, site) -> BrainAgeResult:

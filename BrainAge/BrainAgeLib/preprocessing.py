@@ -30,57 +30,11 @@ def normalize_intensity(array: np.ndarray) -> np.ndarray:
 TISSUE_LANDMARKS = {"gm": 0.7077, "wm": 0.9098}
 
 
-CONTRAST_TOLERANCE = 0.15     # relative departure of the GM/WM intensity ratio that gets a QC warning
-
-
 def tissue_medians(array: np.ndarray, prob: np.ndarray) -> tuple[float, float]:
     """Median intensity of GM and WM under the labels of ``prob`` (4, z, y, x); NaN if absent."""
     lab = prob.argmax(0)
     return tuple(float(np.median(array[lab == c])) if (lab == c).any() else float("nan")
                  for c in (2, 3))
-
-
-def grey_white_contrast_qc(gm: float, wm: float, landmarks: dict[str, float] = TISSUE_LANDMARKS) -> list[str]:
-    """A warning when the GM/WM intensity ratio departs from the training data's by more than
-    ``CONTRAST_TOLERANCE`` (another sequence or a strongly different scanner)."""
-    if not (np.isfinite(gm) and np.isfinite(wm) and wm > 0):
-        return []
-    ratio, ref = gm / wm, landmarks["gm"] / landmarks["wm"]
-    if abs(ratio / ref - 1) > CONTRAST_TOLERANCE:
-        return [f"unusual grey/white contrast (GM/WM intensity {ratio:.2f}, training {ref:.2f}): "
-                "check the sequence; volumes and ages are less reliable"]
-    return []
-
-
-# GM/WM edge sharpness (edge_sharpness) of the training scans: 0.53-0.85 on 60 Cam-CAN reg_train
-# subjects (it rises with age, r = 0.76), 0.51-0.68 on 10 young test subjects, which fall to
-# 0.46-0.59 / 0.39-0.49 when blurred by a Gaussian of 1 / 1.6 mm; ixi10 through the raw path:
-# 0.61-0.67. The networks were trained to shrug off such blur (ages move by < 2 years up to
-# 1.6 mm, evaluate-roundtrip); below this, an image is softer than anything verified.
-MIN_EDGE_SHARPNESS = 0.45
-
-
-def edge_sharpness(array: np.ndarray, prob: np.ndarray, medians: tuple[float, float] | None = None) -> float:
-    """How sharp the grey/white border of a model-space T1 is: the median gradient magnitude
-    (per 2 mm voxel, Gaussian derivative of 0.5 voxel) on the GM side of the GM/WM border,
-    divided by the WM - GM median intensity contrast. Dimensionless; NaN without GM and WM."""
-    from scipy.ndimage import binary_dilation, gaussian_gradient_magnitude
-    gm, wm = medians if medians is not None else tissue_medians(array, prob)
-    lab = prob.argmax(0)
-    border = (lab == 2) & binary_dilation(lab == 3)
-    if not (np.isfinite(gm) and np.isfinite(wm) and wm > gm and border.any()):
-        return float("nan")
-    grad = gaussian_gradient_magnitude(np.asarray(array, np.float32), 0.5)
-    return float(np.median(grad[border]) / (wm - gm))
-
-
-def sharpness_qc(sharpness: float, minimum: float = MIN_EDGE_SHARPNESS) -> list[str]:
-    """A warning when the grey/white border is softer than anything the age models were checked
-    on: heavily blurred or interpolated images, which make brains look older."""
-    if np.isfinite(sharpness) and sharpness < minimum:
-        return [f"image much softer than the training scans (grey/white edge sharpness {sharpness:.2f} "
-                f"< {minimum:.2f}): volumes and ages are less reliable"]
-    return []
 
 
 def harmonize_intensities(array: np.ndarray, prob: np.ndarray,
@@ -126,6 +80,7 @@ class Preprocessed:
     qc: list[str] = field(default_factory=list)
     registered: bool = True                # False for inputs already on the template grid
     sharpness: float | None = None         # edge_sharpness, set once segmented
+    measures: dict = field(default_factory=dict)   # image QC measures (BrainAgeLib.qc)
 
 
 def same_grid(a: sitk.Image, b: sitk.Image, tol: float = 1e-3) -> bool:
@@ -147,11 +102,50 @@ N4_FIT_SPACING_MM = 8.0        # N4 fits its bias field on a copy this coarse (t
 N4_ITERATIONS = (30, 30, 30, 30)  # per fitting level (4 levels: control points every ~25 mm at the end)
 
 
+# CT detection from the histogram's shape (Hounsfield units): air near -1000 HU, and the head's
+# non-air voxels gathered in the narrow soft-tissue window (brain 0-80 HU, scalp, muscle) with the
+# mode there. An MRI stored with an offset of -1024 also has its background near -1000, but its
+# tissues spread over hundreds of units (ixi10 offset by -1024: 26-30 % of the non-air voxels in
+# the window, modes -235..+105), a head CT keeps most of them there (brain + scalp ~70-85 %).
+CT_AIR_HU = -900.0             # voxels below this are air (or the scanner's padding)
+CT_MIN_AIR_SHARE = 0.05        # ... and a head CT has at least this share of them
+CT_SOFT_WINDOW_HU = (-100.0, 150.0)   # soft tissue (fat to blood)
+CT_MODE_WINDOW_HU = (-30.0, 100.0)    # where a head CT's most common non-air value lies
+CT_MIN_SOFT_SHARE = 0.5        # share of the non-air (> -500 HU) voxels in the soft-tissue window
+
+
+def ct_likeness(array: np.ndarray) -> dict[str, float]:
+    """Histogram-shape measures that tell a CT from an MRI (see :func:`check_t1_like`):
+    ``air_share`` (voxels below -900), ``mode`` (most common value of the voxels above -500, in
+    10-unit bins), ``soft_share`` (share of those in -100..150) and ``bone_share`` (above 300)."""
+    a = np.asarray(array, np.float32).ravel()
+    nonair = a[a > -500]
+    out = {"air_share": float((a < CT_AIR_HU).mean()), "mode": float("nan"),
+           "soft_share": 0.0, "bone_share": 0.0}
+    if nonair.size:
+        top = min(float(nonair.max()), 4000.0)
+        h, edges = np.histogram(nonair, bins=np.arange(-500.0, top + 20.0, 10.0))
+        out["mode"] = float(edges[h.argmax()] + 5.0)
+        lo, hi = CT_SOFT_WINDOW_HU
+        out["soft_share"] = float(((nonair > lo) & (nonair < hi)).mean())
+        out["bone_share"] = float((nonair > 300).mean())
+    return out
+
+
+def looks_like_ct(array: np.ndarray) -> bool:
+    """True for a Hounsfield-unit histogram: air near -1000 and the rest a soft-tissue peak."""
+    m = ct_likeness(array)
+    return (m["air_share"] >= CT_MIN_AIR_SHARE and CT_MODE_WINDOW_HU[0] <= m["mode"] <= CT_MODE_WINDOW_HU[1]
+            and m["soft_share"] >= CT_MIN_SOFT_SHARE)
+
+
 def check_t1_like(image: sitk.Image, name: str = "image") -> list[str]:
     """Reject label maps and CT scans before any work is done.
 
     Raises :class:`~BrainAgeLib.io.InputError` for a label map (a few integer values) or a
-    CT (Hounsfield range with air near -1000). Returns QC warnings (none at present).
+    CT, told from the shape of its histogram (:func:`looks_like_ct`), not its minimum: an MRI
+    stored with a negative offset (e.g. -1024) is accepted and shifted by :func:`to_nonnegative`.
+    Returns QC warnings (none at present).
     """
     from .io import InputError
     arr = sitk.GetArrayViewFromImage(image)
@@ -160,18 +154,51 @@ def check_t1_like(image: sitk.Image, name: str = "image") -> list[str]:
     if len(values) <= 16 and np.allclose(values, np.round(values)):
         raise InputError(f"{name}: holds only {len(values)} distinct integer values: this looks like "
                          "a label map or mask, not a T1-weighted MRI")
-    lo = float(np.percentile(sample, 1))
-    if lo < -500 or (sample < -900).mean() > 0.05:
-        raise InputError(f"{name}: intensities reach {lo:.0f}, a CT-like (Hounsfield) range; "
-                         "BrainAge needs a T1-weighted MRI")
+    if looks_like_ct(sample):
+        m = ct_likeness(sample)
+        raise InputError(f"{name}: looks like a CT (Hounsfield units: {100 * m['air_share']:.0f} % air "
+                         f"near -1000, {100 * m['soft_share']:.0f} % of the head in the soft-tissue "
+                         f"window, peak at {m['mode']:.0f}); BrainAge needs a T1-weighted MRI")
     return []
+
+
+def to_nonnegative(image: sitk.Image) -> tuple[sitk.Image, float]:
+    """``image`` as MRI magnitudes (>= 0) and the offset added to it.
+
+    A signed storage (e.g. background at -1024) is shifted so that its 1st percentile, the
+    background, becomes 0; then everything is clamped at 0 (a magnitude is never negative: the
+    voxels left below are noise or int16 wrap-around, which :func:`~BrainAgeLib.qc.wraparound_qc`
+    looks for first). Returns ``(image, 0.0)`` itself when no voxel is negative.
+    """
+    arr = sitk.GetArrayViewFromImage(image)
+    if float(arr.min()) >= 0:
+        return image, 0.0
+    p1 = float(np.percentile(arr[::2, ::2, ::2], 1))
+    offset = -p1 if p1 < 0 else 0.0
+    img = sitk.Cast(image, sitk.sitkFloat32)
+    return sitk.Clamp(img + offset if offset else img, sitk.sitkFloat32, 0.0), offset
+
+
+def smooth_to_spacing(image: sitk.Image, spacing: tuple[float, ...]) -> sitk.Image:
+    """``image`` smoothed so that no detail finer than ``spacing`` (mm, per axis) is left: a
+    Gaussian of FWHM sqrt(target² - voxel²) along each axis whose voxels are finer than the
+    target, nothing along the others (an anisotropic or thick-slice input keeps its thick axis
+    as it is). Returns ``image`` itself when no axis needs smoothing."""
+    out = image
+    for axis, (s, t) in enumerate(zip(image.GetSpacing(), spacing)):
+        sigma = max(0.0, t ** 2 - s ** 2) ** 0.5 / 2.355
+        if sigma > 0.1 * s:                   # below a tenth of a voxel a Gaussian is a no-op
+            out = sitk.RecursiveGaussian(out, sigma, False, sitk.RecursiveGaussianImageFilter.ZeroOrder,
+                                         axis)
+    return out
 
 
 def _resample_isotropic(image: sitk.Image, spacing: float, interpolator=sitk.sitkLinear) -> sitk.Image:
     """``image`` on an isotropic grid of ``spacing`` mm (same origin and direction, same extent).
 
-    Finer inputs are smoothed first (Gaussian matching the new voxel size) so that no aliasing
-    reaches the coarser grid. Returns ``image`` itself when it already has that spacing.
+    Any voxel shape works (e.g. 0.5 x 0.5 x 6 mm slices): axes finer than ``spacing`` are
+    smoothed first (:func:`smooth_to_spacing`) so that no aliasing reaches the coarser grid,
+    coarser axes are interpolated. Returns ``image`` itself when it already has that spacing.
     """
     if all(abs(s - spacing) < 1e-3 for s in image.GetSpacing()):
         return image
@@ -181,9 +208,8 @@ def _resample_isotropic(image: sitk.Image, spacing: float, interpolator=sitk.sit
     shift = [(spacing - s) / 2 for s in image.GetSpacing()]
     origin = tuple(np.array(image.GetOrigin()) + direction @ np.array(shift))
     src = image
-    if interpolator != sitk.sitkNearestNeighbor and min(image.GetSpacing()) < spacing:
-        sig = [max(0.0, (spacing ** 2 - s ** 2)) ** 0.5 / 2.355 for s in image.GetSpacing()]
-        src = sitk.SmoothingRecursiveGaussian(image, sig)
+    if interpolator != sitk.sitkNearestNeighbor:
+        src = smooth_to_spacing(image, (spacing,) * 3)
     return sitk.Resample(src, size, sitk.Transform(), interpolator, origin,
                          (spacing,) * 3, image.GetDirection(), 0.0, image.GetPixelID())
 
@@ -360,22 +386,22 @@ def preprocess(image: sitk.Image, skull_stripped: bool | None = None,
     report = progress or (lambda f, m: None)
     template = load_template()
     check_t1_like(image)
+    from .qc import geometry_qc, wraparound_qc
+    early_qc = geometry_qc(image) + wraparound_qc(image)   # on the input as stored
+    image, _ = to_nonnegative(image)     # a new image when shifted or clamped; the input is kept
     if same_grid(image, template):
         arr = normalize_intensity(sitk.GetArrayViewFromImage(image))
         out = sitk.GetImageFromArray(arr)
         out.CopyInformation(template)
         return Preprocessed(out, sitk.Transform(3, sitk.sitkIdentity), skull_stripped=True, registered=False,
-                            similarity=template_similarity(out, template))
-    qc: list[str] = []
+                            similarity=template_similarity(out, template), qc=early_qc)
+    qc: list[str] = list(early_qc)
     report(0.05, "reorienting and resampling to the working grid")
     # reorient first (axes permuted/flipped to LPS, no interpolation): the same scan stored in
     # another axis order then gives the very same working copy, hence the same result
     oriented = sitk.DICOMOrient(image, "LPS")
     work = sitk.Cast(_resample_isotropic(oriented, max(WORK_SPACING_MM, min(oriented.GetSpacing()))),
                      sitk.sitkFloat32)
-    arr = sitk.GetArrayViewFromImage(work)
-    if float(np.percentile(arr, 1)) < 0:       # MRI magnitudes are >= 0; shift a signed range
-        work = work - float(arr.min())
     # detect on the input itself: the smoothing of a finer input leaves no exact 0 in ``work``
     stripped = looks_skull_stripped(image) if skull_stripped is None else bool(skull_stripped)
     mask = None

@@ -1,14 +1,249 @@
-"""Quality checks that turn doubtful inputs and results into plain-words warnings.
+"""Image-level quality checks: measures of a T1 that tell when the age models cannot be trusted
+with it, each turned into a warning past a threshold measured on healthy training scans.
 
-Model-level checks (this part): approaches A and B disagreeing beyond what healthy training
-subjects show, features far from the training cohort (an out-of-distribution score), and ages
-outside the training range. Thresholds come from the training cohort and ship in
-``age_model.json`` (``qc``) and ``feature_reference.json`` (``ood``).
+- contrast: tissue means not ordered WM > GM > CSF (not a T1), GM/WM ratio off the training's;
+- sharpness: grey/white border softer than anything the models were checked on;
+- noise: signal-to-noise ratio of the white matter in model space (Rician-aware);
+- intensity wrap-around: dark voxels inside bright tissue (int16/uint16 overflow, sign flips);
+- focal abnormality: a large CSF-like region where healthy people have tissue, against a
+  normative atlas of the Cam-CAN training subjects (``normative_tissue_atlas.nii.gz``);
+- model level: approaches A and B disagreeing beyond what healthy training subjects show,
+  features far from the training cohort (an out-of-distribution score), ages outside the
+  training range; thresholds ship in ``age_model.json`` (``qc``) and ``feature_reference.json``.
+
+Each measure is a function of arrays; each ``*_qc`` function returns a list of warnings (empty
+when the check passes). Model-space arrays are (z, y, x), 2 mm voxels; ``prob`` is the ResUNet's
+class probabilities (4, z, y, x: background, CSF, GM, WM).
 """
 from __future__ import annotations
 
-import numpy as np
+import os
+from functools import lru_cache
+from pathlib import Path
 
+import numpy as np
+import SimpleITK as sitk
+
+from .preprocessing import TISSUE_LANDMARKS, tissue_medians
+
+MODEL_VOXEL_ML = 0.008        # one 2 mm model-space voxel
+
+
+# ---- contrast --------------------------------------------------------------------------------
+CONTRAST_TOLERANCE = 0.15     # relative departure of the GM/WM intensity ratio that gets a warning
+
+
+def contrast_qc(prob: np.ndarray, image: np.ndarray) -> list[str]:
+    """A warning unless mean intensities order as on a T1: WM > GM > CSF."""
+    lab = prob.argmax(0)
+    means = [float(image[lab == c].mean()) if (lab == c).any() else float("nan") for c in (1, 2, 3)]
+    if not (means[2] > means[1] > means[0]):
+        return ["not a T1: tissue contrast WM > GM > CSF not found"]
+    return []
+
+
+def grey_white_contrast_qc(gm: float, wm: float, landmarks: dict[str, float] = TISSUE_LANDMARKS) -> list[str]:
+    """A warning when the GM/WM intensity ratio departs from the training data's by more than
+    ``CONTRAST_TOLERANCE`` (another sequence or a strongly different scanner)."""
+    if not (np.isfinite(gm) and np.isfinite(wm) and wm > 0):
+        return []
+    ratio, ref = gm / wm, landmarks["gm"] / landmarks["wm"]
+    if abs(ratio / ref - 1) > CONTRAST_TOLERANCE:
+        return [f"unusual grey/white contrast (GM/WM intensity {ratio:.2f}, training {ref:.2f}): "
+                "check the sequence; volumes and ages are less reliable"]
+    return []
+
+
+# ---- sharpness -------------------------------------------------------------------------------
+# GM/WM edge sharpness (edge_sharpness) of the training scans: 0.53-0.85 on 60 Cam-CAN reg_train
+# subjects (it rises with age, r = 0.76), 0.51-0.68 on 10 young test subjects, which fall to
+# 0.46-0.59 / 0.39-0.49 when blurred by a Gaussian of 1 / 1.6 mm; ixi10 through the raw path:
+# 0.61-0.67. The networks were trained to shrug off such blur (ages move by < 2 years up to
+# 1.6 mm, evaluate-roundtrip); below this, an image is softer than anything verified.
+MIN_EDGE_SHARPNESS = 0.45
+
+
+def edge_sharpness(array: np.ndarray, prob: np.ndarray, medians: tuple[float, float] | None = None) -> float:
+    """How sharp the grey/white border of a model-space T1 is: the median gradient magnitude
+    (per 2 mm voxel, Gaussian derivative of 0.5 voxel) on the GM side of the GM/WM border,
+    divided by the WM - GM median intensity contrast. Dimensionless; NaN without GM and WM."""
+    from scipy.ndimage import binary_dilation, gaussian_gradient_magnitude
+    gm, wm = medians if medians is not None else tissue_medians(array, prob)
+    lab = prob.argmax(0)
+    border = (lab == 2) & binary_dilation(lab == 3)
+    if not (np.isfinite(gm) and np.isfinite(wm) and wm > gm and border.any()):
+        return float("nan")
+    grad = gaussian_gradient_magnitude(np.asarray(array, np.float32), 0.5)
+    return float(np.median(grad[border]) / (wm - gm))
+
+
+def sharpness_qc(sharpness: float, minimum: float = MIN_EDGE_SHARPNESS) -> list[str]:
+    """A warning when the grey/white border is softer than anything the age models were checked
+    on: heavily blurred or interpolated images, which make brains look older."""
+    if np.isfinite(sharpness) and sharpness < minimum:
+        return [f"image much softer than the training scans (grey/white edge sharpness {sharpness:.2f} "
+                f"< {minimum:.2f}): volumes and ages are less reliable"]
+    return []
+
+
+# ---- geometry ----------------------------------------------------------------------------------
+MAX_SLICE_MM = 3.0            # thicker voxels than this get a warning (see README "Robustness")
+
+
+def geometry_qc(image: sitk.Image, maximum: float = MAX_SLICE_MM) -> list[str]:
+    """A warning when the input's thickest voxel side exceeds ``maximum`` mm: thick slices lose
+    the cortex's shape along one axis, which moves the ages more than anything else measured."""
+    thick = max(image.GetSpacing())
+    if thick > maximum + 1e-3:
+        return [f"thick slices ({thick:.1f} mm > {maximum:.0f} mm): volumes and ages are less reliable"]
+    return []
+
+
+# ---- noise -----------------------------------------------------------------------------------
+# White-matter SNR in model space (wm_snr) on the 60 Cam-CAN reg_train scans left out of the atlas
+# (qc.atlas_held_out): 29-64, falling with age (r = -0.71: old WM has texture of its own); the
+# same Cam-CAN scans with Rician noise of SNR 40 / 20 / 10 read 35-38 / 23 / 13, an ixi120 whole
+# head 64 clean and 50 / 35 / 21 (2 mm inputs gain SNR from the resampling into model space).
+MIN_WM_SNR = 25.0
+
+
+def wm_snr(array: np.ndarray, prob: np.ndarray) -> float:
+    """Signal-to-noise ratio of the white matter of a normalised model-space T1 (dimensionless).
+
+    Noise: the robust spread (1.4826 MAD) of each core-WM voxel minus the mean of its six
+    neighbours, divided by sqrt(7/6) (what that difference does to white noise); the high-pass
+    leaves bias fields and the slow WM texture out. Signal: the median core-WM intensity,
+    corrected for the Rician bias of magnitude images (median ~ sqrt(A² + σ²)). Core WM: WM
+    probability > 0.9 with its six neighbours WM too. NaN when fewer than 500 such voxels.
+    This is the SNR the networks see: a finer input, averaged into 2 mm voxels, gains SNR.
+    """
+    from scipy.ndimage import binary_erosion, convolve
+    x = np.asarray(array, np.float32)
+    cross = np.zeros((3, 3, 3), bool)
+    cross[1, 1, :] = cross[1, :, 1] = cross[:, 1, 1] = True
+    core = binary_erosion(prob[3] > 0.9, structure=cross)
+    if core.sum() < 500:
+        return float("nan")
+    kernel = cross.astype(np.float32)
+    kernel[1, 1, 1] = 0
+    resid = (x - convolve(x, kernel / 6.0, mode="nearest"))[core]
+    sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid)))) / np.sqrt(7 / 6)
+    signal = float(np.median(x[core]))
+    if sigma <= 0:
+        return float("inf")
+    return float(np.sqrt(max(signal ** 2 - sigma ** 2, 0.0)) / sigma)
+
+
+def noise_qc(snr: float, minimum: float = MIN_WM_SNR) -> list[str]:
+    """A warning when the white matter is noisier than anything the age models were checked on."""
+    if np.isfinite(snr) and snr < minimum:
+        return [f"noisy image (white-matter SNR {snr:.1f} < {minimum:.0f} in 2 mm model space): "
+                "volumes and ages are less reliable"]
+    return []
+
+
+# ---- intensity wrap-around ---------------------------------------------------------------------
+# On 10 ixi10, 6 ixi120 whole heads and 9 Cam-CAN scans: clean ones have no sign flip and at most
+# 2 holes; the same scans with 0.3 % of the foreground wrapped (int16) have 363-1388 sign flips
+# and 17-276 holes, with uint16 overflow 17-337 holes (degrade.wraparound and its uint16 twin).
+WRAP_FLIP = 0.5              # a sign flip: below -WRAP_FLIP x the bright level after the offset
+WRAP_DARK = 0.1              # a hole: darker than this share of the bright level ...
+WRAP_NEIGHBOURHOOD = 0.75    # ... with a 3x3x3 mean above this share of it
+WRAP_MIN_FLIPS = 20          # warn from this many sign flips ...
+WRAP_MIN_HOLES = 10          # ... or this many holes
+
+
+def wraparound_voxels(image: sitk.Image) -> tuple[int, int]:
+    """Voxels that look like integer overflow in a T1 as stored (before any shift or clamp):
+    ``(sign_flips, holes)``. The bright level is the 99th percentile of the positive voxels
+    once a signed storage's background (1st percentile, when negative) is moved to 0.
+    Sign flips: voxels below -``WRAP_FLIP`` x bright (int16 wrap-around turns the brightest
+    voxels into large negatives; a magnitude image has none). Holes: voxels darker than
+    ``WRAP_DARK`` x bright whose 3x3x3 mean (clipped at bright) exceeds ``WRAP_NEIGHBOURHOOD``
+    x bright: black dots in the brightest tissue, which no anatomy makes (uint16 overflow)."""
+    from scipy.ndimage import uniform_filter
+    x = sitk.GetArrayFromImage(sitk.Cast(image, sitk.sitkFloat32))
+    p1 = float(np.percentile(x[::2, ::2, ::2], 1))
+    if p1 < 0:
+        x -= p1
+    pos = x[::2, ::2, ::2]
+    pos = pos[pos > 0]
+    if pos.size == 0:
+        return 0, 0
+    bright = float(np.percentile(pos, 99))
+    flips = int((x < -WRAP_FLIP * bright).sum())
+    np.clip(x, 0.0, bright, out=x)       # one hot spot must not make its neighbours "bright"
+    context = uniform_filter(x, 3, mode="nearest") > WRAP_NEIGHBOURHOOD * bright
+    holes = int((context & (x < WRAP_DARK * bright)).sum())
+    return flips, holes
+
+
+def wraparound_qc(image: sitk.Image) -> list[str]:
+    """A warning when :func:`wraparound_voxels` finds integer overflow in the stored intensities."""
+    flips, holes = wraparound_voxels(image)
+    if flips >= WRAP_MIN_FLIPS or holes >= WRAP_MIN_HOLES:
+        return [f"intensity wrap-around: {flips} voxels with flipped sign, {holes} black voxels "
+                "inside bright tissue (integer overflow in the file?): volumes and ages are less reliable"]
+    return []
+
+
+# ---- focal abnormality -----------------------------------------------------------------------
+ATLAS_FILE = "normative_tissue_atlas.nii.gz"
+ATLAS_SCALE = 20.0            # shares stored as uint8 0..20 (steps of 5 %: 155 kB)
+FOCAL_ATLAS_CSF_MAX = 0.05    # a voxel where at most 5 % of healthy subjects have CSF ...
+FOCAL_ATLAS_TISSUE_MIN = 0.9  # ... and at least 90 % have GM or WM
+FOCAL_MAX_ML = 12.0           # largest connected CSF region there (ml) before a warning
+# unexpected_csf_ml on the 60 Cam-CAN reg_train scans left out of the atlas: at most 9.1 ml (24 of
+# them aged 66-85), young adults < 1 ml; 4 of them with a 45 ml lesion (degrade.lesion): 15.6-20.7
+
+
+@lru_cache(maxsize=2)
+def _load_atlas(folder: str) -> np.ndarray:
+    from . import models
+    img = sitk.ReadImage(str(models.verify(ATLAS_FILE, folder)))
+    return sitk.GetArrayFromImage(img).astype(np.float32) / ATLAS_SCALE    # (z, y, x, 2)
+
+
+def load_normative_atlas() -> np.ndarray:
+    """The normative tissue atlas in model space, (z, y, x, 2) float32: per voxel, the share of
+    the Cam-CAN training subjects aged 70+ with CSF there, and of all with GM or WM there (smoothed, 0..1 in steps
+    of 1 / ``ATLAS_SCALE``)."""
+    from . import models
+    return _load_atlas(str(models.models_dir()))
+
+
+def unexpected_csf_ml(prob: np.ndarray, atlas: np.ndarray | None = None) -> float:
+    """Volume (ml) of the largest connected (26-neighbour) region that the segmentation calls CSF
+    (probability > 0.5) where healthy people have tissue (atlas CSF share <=
+    ``FOCAL_ATLAS_CSF_MAX``, tissue share >= ``FOCAL_ATLAS_TISSUE_MIN``): a lesion, a resection
+    cavity, a cyst, or a failed registration."""
+    from scipy.ndimage import label
+    atlas = load_normative_atlas() if atlas is None else atlas
+    odd = ((prob[1] > 0.5) & (atlas[..., 0] <= FOCAL_ATLAS_CSF_MAX + 1e-3)
+           & (atlas[..., 1] >= FOCAL_ATLAS_TISSUE_MIN - 1e-3))
+    if not odd.any():
+        return 0.0
+    lab, n = label(odd, structure=np.ones((3, 3, 3), bool))
+    return float(np.bincount(lab.ravel())[1:].max()) * MODEL_VOXEL_ML
+
+
+def focal_qc(ml: float, maximum: float = FOCAL_MAX_ML) -> list[str]:
+    """A warning for a large CSF-like region where healthy brains have tissue."""
+    if np.isfinite(ml) and ml > maximum:
+        return [f"focal abnormality: a CSF-like region of {ml:.0f} ml where healthy brains have tissue "
+                "(lesion, cavity or cyst?): tissue volumes and ages do not describe a healthy brain"]
+    return []
+
+
+def image_qc(array: np.ndarray, prob: np.ndarray) -> tuple[dict[str, float], list[str]]:
+    """The model-space checks of this module that need the segmentation, in one call:
+    ``({"wm_snr": ..., "unexpected_csf_ml": ...}, warnings)``. ``array`` is the normalised
+    model-space T1 before intensity harmonisation."""
+    measures = {"wm_snr": wm_snr(array, prob), "unexpected_csf_ml": unexpected_csf_ml(prob)}
+    return measures, noise_qc(measures["wm_snr"]) + focal_qc(measures["unexpected_csf_ml"])
+
+
+# ---- model level: A/B disagreement, out-of-distribution score, age range ----------------------
 OOD_CELL = 12          # 24 mm cells (2 mm voxels) for the out-of-distribution score
 OOD_COMPONENTS = 12
 
@@ -103,3 +338,56 @@ def age_range_qc(predicted: float, age_range: tuple[float, float] | None,
         out.append(f"chronological age {chronological:.0f} outside the training range {lo:.0f}-{hi:.0f} "
                    "years: the gap is extrapolated")
     return out
+
+
+# ---- building the atlas ------------------------------------------------------------------------
+ATLAS_HELD_OUT, ATLAS_SEED = 60, 20261123   # reg_train subjects left out to calibrate the thresholds
+ATLAS_OLD_AGE = 70.0          # the CSF share is that of the subjects this old or older (most atrophy)
+
+
+def atlas_held_out(camcan_dir: str | os.PathLike, n: int = ATLAS_HELD_OUT, seed: int = ATLAS_SEED) -> list[str]:
+    """The ``reg_train`` subjects left out of the atlas (a seeded draw): the healthy scans on
+    which :data:`FOCAL_MAX_ML` and :data:`MIN_WM_SNR` were set."""
+    from .training.data import read_camcan_subjects
+    reg = [r["subject_id"] for r in read_camcan_subjects(camcan_dir) if r["split"] == "reg_train"]
+    return sorted(np.random.default_rng(seed).choice(reg, n, replace=False).tolist())
+
+
+def build_normative_atlas(camcan_dir: str | os.PathLike, out_path: str | os.PathLike,
+                          smooth_voxels: float = 1.0) -> Path:
+    """Write the normative tissue atlas from the Cam-CAN ``seg_train`` + ``reg_train`` reference
+    labels (never ``test``), leaving out :func:`atlas_held_out`: per model-space voxel the share
+    of the subjects aged ``ATLAS_OLD_AGE`` or more with CSF there (where even atrophic healthy
+    brains have none), and of all with GM or WM, smoothed by a Gaussian of ``smooth_voxels``
+    (registration spread), stored as a 2-component uint8 NIfTI (x ``ATLAS_SCALE``, rounded) on
+    the template grid. ``python -m BrainAgeLib.qc CAMCAN_DIR OUT.nii.gz`` runs it."""
+    from scipy.ndimage import gaussian_filter
+    from .training.data import camcan_paths, read_camcan_subjects
+    held = set(atlas_held_out(camcan_dir))
+    ids = [r["subject_id"] for r in read_camcan_subjects(camcan_dir)
+           if r["split"] in ("seg_train", "reg_train") and r["subject_id"] not in held]
+    ages = {r["subject_id"]: r["age"] for r in read_camcan_subjects(camcan_dir)}
+    csf = tissue = ref = None
+    n_old = 0
+    for sid in ids:
+        seg = sitk.ReadImage(str(camcan_paths(camcan_dir, sid)["seg"]))
+        a = sitk.GetArrayViewFromImage(seg)
+        if csf is None:
+            csf, tissue, ref = np.zeros(a.shape, np.float64), np.zeros(a.shape, np.float64), seg
+        if ages[sid] >= ATLAS_OLD_AGE:
+            csf += a == 1
+            n_old += 1
+        tissue += (a == 2) | (a == 3)
+    maps = [gaussian_filter(csf / n_old, smooth_voxels), gaussian_filter(tissue / len(ids), smooth_voxels)]
+    arr = np.round(np.stack(maps, -1) * ATLAS_SCALE).clip(0, ATLAS_SCALE).astype(np.uint8)
+    img = sitk.GetImageFromArray(arr, isVector=True)
+    img.CopyInformation(ref)
+    sitk.WriteImage(img, str(out_path), useCompression=True)
+    return Path(out_path)
+
+
+if __name__ == "__main__":
+    import sys
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m BrainAgeLib.qc CAMCAN_DIR OUT.nii.gz")
+    print(build_normative_atlas(sys.argv[1], sys.argv[2]))
