@@ -32,6 +32,37 @@ SAMPLE_NAME = "BrainAgeT1"
 SAMPLE_FILE = "IXI012-HH-1211_T1.nii.gz"
 SAMPLE_AGE = 38.78   # years, from the IXI demographics
 POLL_MS = 200        # how often the widget looks at the background worker
+RESULTS_LAYOUT_ID = 14310   # a custom layout: axial slice, 3D, chart; the results table below
+RESULTS_LAYOUT = """
+<layout type="vertical" split="true">
+ <item splitSize="500">
+  <layout type="horizontal">
+   <item>
+    <view class="vtkMRMLSliceNode" singletontag="Red">
+     <property name="orientation" action="default">Axial</property>
+     <property name="viewlabel" action="default">R</property>
+     <property name="viewcolor" action="default">#F34A33</property>
+    </view>
+   </item>
+   <item>
+    <view class="vtkMRMLViewNode" singletontag="1">
+     <property name="viewlabel" action="default">1</property>
+    </view>
+   </item>
+   <item>
+    <view class="vtkMRMLPlotViewNode" singletontag="PlotView1">
+     <property name="viewlabel" action="default">P</property>
+    </view>
+   </item>
+  </layout>
+ </item>
+ <item splitSize="250">
+  <view class="vtkMRMLTableViewNode" singletontag="TableView1">
+   <property name="viewlabel" action="default">T</property>
+  </view>
+ </item>
+</layout>
+"""
 
 
 #
@@ -274,6 +305,15 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.enabled = ok
         self.ui.applyButton.toolTip = _("Estimate the brain age") if ok else _("Select a T1 volume")
 
+    @staticmethod
+    def _try(message: str, function, *args, **kwargs):
+        """``function(...)``; an error is shown in a dialog with its details, and gives None."""
+        try:
+            with slicer.util.tryWithErrorDisplay(message, waitCursor=True):
+                return function(*args, **kwargs)
+        except Exception:
+            return None
+
     def _cancelAll(self) -> None:
         for job in (self._job, self._batch):
             if job is not None:
@@ -292,13 +332,13 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.resultLabel.text = ""
         self.ui.progressBar.setValue(0)
         self.ui.progressBar.setVisible(True)
-        with slicer.util.tryWithErrorDisplay(_("Brain age estimation could not start."), waitCursor=True):
-            self._job = self.logic.processInBackground(
-                p.inputVolume, p.outputSegmentation, p.outputTable,
-                chronologicalAge=p.chronologicalAge if p.chronologicalAge > 0 else None,
-                approach=p.approach.value, device=p.device.value, tissues=p.tissues.value,
-                skullStripped=True if p.skullStripped else None,
-                onProgress=self._onProgress, onFinished=self._onFinished)
+        self._job = self._try(
+            _("Brain age estimation could not start."), self.logic.processInBackground,
+            p.inputVolume, p.outputSegmentation, p.outputTable,
+            chronologicalAge=p.chronologicalAge if p.chronologicalAge > 0 else None,
+            approach=p.approach.value, device=p.device.value, tissues=p.tissues.value,
+            skullStripped=True if p.skullStripped else None,
+            onProgress=self._onProgress, onFinished=self._onFinished)
         if self._job is None:
             self.ui.progressBar.setVisible(False)
         self.ui.inputsCollapsibleButton.enabled = self._job is None
@@ -330,22 +370,21 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = self.logic.statusText(out.result)
         self.ui.show3DButton.enabled = True
         self.ui.saveReportButton.enabled = self._canReport
-        with slicer.util.tryWithErrorDisplay(_("Showing the results failed.")):
-            chartNode = self.logic.updateChart(out)
-            self.logic.showResults(out, chartNode)
+        chartNode = self._try(_("Drawing the brain-age chart failed."), self.logic.updateChart, out)
+        self._try(_("Showing the results failed."), self.logic.showResults, out, chartNode)
 
     def onShow3D(self) -> None:
         if self._lastOutput is not None:
-            with slicer.util.tryWithErrorDisplay(_("Showing the segments in 3D failed."), waitCursor=True):
-                self.logic.show3D(self._lastOutput.segmentationNode)
+            self._try(_("Showing the segments in 3D failed."), self.logic.show3D,
+                      self._lastOutput.segmentationNode)
 
     def onSaveReport(self) -> None:
         if self._lastOutput is None:
             return
         folder = qt.QFileDialog.getExistingDirectory(self.parent, _("Folder for the report"))
         if folder:
-            with slicer.util.tryWithErrorDisplay(_("Writing the report failed."), waitCursor=True):
-                path = self.logic.saveReport(self._lastOutput.result, folder)
+            path = self._try(_("Writing the report failed."), self.logic.saveReport, self._lastOutput.result, folder)
+            if path:
                 self.ui.statusLabel.text = _("Report written: {path}").format(path=path)
 
     # ---------------------------------------------------------------- batch
@@ -360,15 +399,19 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self.logic.ensureDependencies():
             return
         p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("The batch could not start.")):
-            inputs = (self.logic.sceneVolumes() if self.ui.batchFromSceneCheckBox.checked
-                      else self.logic.folderInputs(self.ui.batchFolderPathLineEdit.currentPath))
-            self._batch = self.logic.batchInBackground(
-                inputs, self.ui.batchOutputPathLineEdit.currentPath,
-                agesCsv=self.ui.batchAgesPathLineEdit.currentPath or None,
-                approach=p.approach.value, device=p.device.value, tissues=p.tissues.value,
-                skullStripped=True if p.skullStripped else None,
-                onProgress=self._onBatchProgress, onFinished=self._onBatchFinished)
+        inputs = self._try(_("The batch could not start."), lambda: self.logic.sceneVolumes()
+                           if self.ui.batchFromSceneCheckBox.checked
+                           else self.logic.folderInputs(self.ui.batchFolderPathLineEdit.currentPath))
+        if not inputs:
+            return
+        self._batch = self._try(
+            _("The batch could not start."), self.logic.batchInBackground,
+            inputs, self.ui.batchOutputPathLineEdit.currentPath,
+            agesCsv=self.ui.batchAgesPathLineEdit.currentPath or None,
+            approach=p.approach.value, device=p.device.value, tissues=p.tissues.value,
+            skullStripped=True if p.skullStripped else None,
+            onProgress=self._onBatchProgress, onFinished=self._onBatchFinished)
+        if self._batch is not None:
             self.ui.batchRunButton.text = _("Cancel batch")
             self.ui.batchProgressBar.setValue(0)
             self.ui.batchProgressBar.setVisible(True)
@@ -604,7 +647,10 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         layoutManager = slicer.app.layoutManager()
         if layoutManager is None:
             return
-        layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotTableView)
+        layoutNode = layoutManager.layoutLogic().GetLayoutNode()
+        if not layoutNode.IsLayoutDescription(RESULTS_LAYOUT_ID):
+            layoutNode.AddLayoutDescription(RESULTS_LAYOUT_ID, RESULTS_LAYOUT)
+        layoutManager.setLayout(RESULTS_LAYOUT_ID)
         selection = slicer.app.applicationLogic().GetSelectionNode()
         selection.SetActiveTableID(out.tableNode.GetID())
         slicer.app.applicationLogic().PropagateTableSelection()
@@ -613,6 +659,13 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         volumeID = out.segmentationNode.GetAttribute("BrainAge.InputVolumeID")
         if volumeID:
             slicer.util.setSliceViewerLayers(background=slicer.mrmlScene.GetNodeByID(volumeID), fit=True)
+
+    @staticmethod
+    def releaseModels() -> None:
+        """Give the GPU memory of the networks back now (a background run gives it back when
+        its worker ends; a blocking ``process`` after each run)."""
+        from BrainAgeLib.mrml import release_models
+        release_models()
 
     @staticmethod
     def show3D(segmentationNode) -> None:

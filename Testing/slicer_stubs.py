@@ -61,6 +61,7 @@ def _stub_modules() -> dict[str, types.ModuleType]:
     pnw.WithinRange = WithinRange
     qt = types.ModuleType("qt")
     qt.QTimer = QTimer
+    qt.Qt = types.SimpleNamespace(WaitCursor=3)
     return {"slicer.i18n": i18n, "slicer.ScriptedLoadableModule": slm, "slicer.parameterNodeWrapper": pnw,
             "qt": qt}
 

@@ -37,8 +37,10 @@ def app(monkeypatch):
         monkeypatch.setitem(sys.modules, name, module)
     scene, app_logic = mrml.setup_headless_scene()
     connected = []
-    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(connect=lambda *a: connected.append(a)),
-                        raising=False)
+    monkeypatch.setattr(slicer, "app", types.SimpleNamespace(
+        connect=lambda *a: connected.append(a), setOverrideCursor=lambda *a: None,
+        restoreOverrideCursor=lambda: None, testingEnabled=lambda: False, layoutManager=lambda: None),
+        raising=False)
     monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
     dialogs = []
     monkeypatch.setattr(slicer.util, "errorDisplay",
@@ -451,3 +453,81 @@ def test_sample_data_source_is_the_bundled_file(app, monkeypatch):
     assert kw["uris"].startswith("file:") and path.is_file() and path.name == kw["fileNames"]
     assert kw["checksums"] == "SHA256:" + hashlib.sha256(path.read_bytes()).hexdigest()
     assert Path(kw["thumbnailFileName"]).is_file()
+
+
+class _FakeWidget(types.SimpleNamespace):
+    """What the widget code sets on a Qt widget (the real ones need the Slicer application)."""
+
+    def setValue(self, value):
+        self.value = value
+
+    def setFormat(self, text):
+        self.format = text
+
+    def setVisible(self, visible):
+        self.visible = visible
+
+
+def _widget(app, monkeypatch, volume):
+    m = app.module
+    w = m.BrainAgeWidget()
+    w.logic = m.BrainAgeLogic()
+    monkeypatch.setattr(w.logic, "unmetRequirements", lambda: [])
+    w.ui = types.SimpleNamespace(**{name: _FakeWidget(text="", enabled=True, toolTip="") for name in (
+        "applyButton", "progressBar", "resultLabel", "statusLabel", "inputsCollapsibleButton",
+        "show3DButton", "saveReportButton")})
+    w._canReport = False
+    w._parameterNode = m.BrainAgeParameterNode()
+    w._parameterNode.inputVolume = volume
+    w._updateApplyButton()
+    return w
+
+
+def test_widget_apply_becomes_cancel_and_back(app, monkeypatch):
+    volume = mrml.add_volume_node(app.scene, sitk.ReadImage(str(DATA / "IXI013-HH-1212_T1.nii.gz")), "T1")
+    n_nodes = app.scene.GetNumberOfNodes()
+    w = _widget(app, monkeypatch, volume)
+    assert w.ui.applyButton.text == "Apply" and w.ui.applyButton.enabled
+    w.onApplyButton()
+    assert w._job is not None, app.dialogs
+    assert w.ui.applyButton.text == "Cancel" and w.ui.applyButton.enabled
+    assert w.ui.progressBar.visible and not w.ui.inputsCollapsibleButton.enabled
+    timer = QTimer.created[-1]
+    w.onApplyButton()                                 # Cancel
+    timer.fire_until_stopped()
+    assert w._job is None and w.ui.applyButton.text == "Apply"
+    assert w.ui.statusLabel.text == "Cancelled; the scene is as it was."
+    assert not w.ui.progressBar.visible and w.ui.inputsCollapsibleButton.enabled
+    assert app.scene.GetNumberOfNodes() == n_nodes
+
+
+def test_widget_shows_a_failed_run_in_a_dialog(app, monkeypatch):
+    volume = mrml.add_volume_node(app.scene, sitk.Image(6, 6, 6, sitk.sitkFloat32), "tiny")
+    w = _widget(app, monkeypatch, volume)
+    w.onApplyButton()
+    QTimer.created[-1].fire_until_stopped()
+    assert w._job is None and w.ui.applyButton.text == "Apply"
+    assert w.ui.statusLabel.text.startswith("Failed")
+    error = app.dialogs[-1]
+    assert error[0] == "error" and error[1].startswith("Brain age estimation failed: ")
+    w._parameterNode.inputVolume = None
+    w._updateApplyButton()
+    assert not w.ui.applyButton.enabled and w.ui.applyButton.toolTip == "Select a T1 volume"
+
+
+def test_widget_shows_a_finished_run(app, monkeypatch):
+    volume = mrml.add_volume_node(app.scene, sitk.ReadImage(str(DATA / "IXI013-HH-1212_T1.nii.gz")), "T1")
+    w = _widget(app, monkeypatch, volume)
+    result = _fake_predict([])(mrml.volume_node_to_sitk(volume), chronological_age=40.0)
+    out = mrml.show_result(app.scene, volume, result)
+    w._onFinished(types.SimpleNamespace(state="finished", output=out, error=None))
+    assert w._lastOutput is out and w.ui.show3DButton.enabled and not w.ui.saveReportButton.enabled
+    assert w._parameterNode.outputSegmentation is out.segmentationNode
+    assert w._parameterNode.outputTable is out.tableNode
+    assert "Brain age 47.0 years" in w.ui.resultLabel.text and "+7.0" in w.ui.resultLabel.text
+    assert "implausible CSF" in w.ui.statusLabel.text
+    assert app.scene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode") == 1     # the chart was drawn
+    assert not [d for d in app.dialogs if d[0] == "error"]
+    w.logic.show3D(out.segmentationNode)
+    assert out.segmentationNode.GetSegmentation().ContainsRepresentation("Closed surface")
+    assert out.segmentationNode.GetDisplayNode().GetVisibility3D()

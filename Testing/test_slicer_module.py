@@ -320,3 +320,17 @@ def test_module_metadata_is_real():
     assert "5.10" not in src and "Slicer 5.12" in src
     cmake = (ROOT / "CMakeLists.txt").read_text()
     assert "BrainAge developers" not in cmake
+
+
+def test_results_layout_has_slice_3d_plot_and_table_views():
+    consts = {t.id: n.value.value for n in _module_ast().body if isinstance(n, ast.Assign)
+              for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
+    layout = ET.fromstring(consts["RESULTS_LAYOUT"].strip())
+    assert layout.tag == "layout"
+    views = {v.get("class"): v.get("singletontag") for v in layout.iter("view")}
+    assert views == {"vtkMRMLSliceNode": "Red", "vtkMRMLViewNode": "1", "vtkMRMLPlotViewNode": "PlotView1",
+                     "vtkMRMLTableViewNode": "TableView1"}
+    assert isinstance(consts["RESULTS_LAYOUT_ID"], int) and consts["RESULTS_LAYOUT_ID"] > 1000
+    # Apply becomes Cancel while a job runs, and the widget polls nothing itself: the logic's timer does
+    src = MODULE_PY.read_text()
+    assert '_("Cancel")' in src and "QTimer" in src and "time.sleep" not in src[:src.index("class BrainAgeTest")]
