@@ -74,7 +74,7 @@ def _single_job(tmp_path, image=None, **kw) -> runner.BackgroundJob:
     return runner.start_job(tmp_path / "job")
 
 
-def _wait_for(job, message_part: str, timeout: float = 120) -> list:
+def _wait_for(job, message_part: str, timeout: float = 600) -> list:
     """Poll until a progress message containing ``message_part`` arrived (the worker is busy)."""
     seen = []
     t_end = time.monotonic() + timeout
@@ -128,7 +128,7 @@ def test_a_failing_worker_reports_why(tmp_path):
     runner.write_single_job(tmp_path / "job", sitk.ReadImage(str(T1)))
     (tmp_path / "job" / runner.INPUT_FILE).write_bytes(b"NRRD0004\nthis is not an image\n")
     job = runner.start_job(tmp_path / "job")
-    assert job.wait(timeout=120) == "failed"
+    assert job.wait(timeout=600) == "failed"
     assert job.error and "Traceback" not in job.error
     assert "Traceback" in (tmp_path / "job" / runner.LOG_FILE).read_text()
     with pytest.raises(runner.WorkerError):
@@ -139,7 +139,7 @@ def test_a_failing_worker_reports_why(tmp_path):
 def test_a_bad_option_fails_fast_with_the_core_message(tmp_path):
     runner.write_single_job(tmp_path / "job", sitk.ReadImage(str(T1)), approach="astrology")
     job = runner.start_job(tmp_path / "job")
-    assert job.wait(timeout=120) == "failed"
+    assert job.wait(timeout=600) == "failed"
     assert job.error == "approach must be one of ('ensemble', 'volumes', 'image'), not 'astrology'"
 
 
@@ -151,7 +151,7 @@ def test_worker_usage_and_start_once(tmp_path):
     job.start()
     with pytest.raises(RuntimeError, match="starts once"):
         job.start()
-    assert job.wait(timeout=120) == "finished"       # a batch finishes; the bad scan's row says why
+    assert job.wait(timeout=600) == "finished"       # a batch finishes; the bad scan's row says why
     rows = (tmp_path / "out.csv").read_text().splitlines()
     assert len(rows) == 2 and ",error: " in rows[1]
     with pytest.raises(ValueError, match="one entry per input"):
