@@ -88,7 +88,7 @@ class QTimer:
     def stop(self):
         self.active = False
 
-    def fire_until_stopped(self, timeout=300.0, interval=0.05, between=None):
+    def fire_until_stopped(self, timeout=900.0, interval=0.05, between=None):
         t_end = time.monotonic() + timeout
         while self.active and time.monotonic() < t_end:
             for slot in self.slots:
