@@ -10,6 +10,8 @@ Two parts:
 """
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -184,25 +186,56 @@ def test_table_contents(shown):
     rows = mrml.read_table_node(out.tableNode)
     table = out.tableNode.GetTable()
     assert [table.GetColumnName(i) for i in range(table.GetNumberOfColumns())] == list(mrml.TABLE_COLUMNS)
-    assert float(rows["Predicted brain age"]) == pytest.approx(41.5)
-    assert float(rows["Predicted age from tissue volumes (A)"]) == pytest.approx(43.0)
-    assert float(rows["Predicted age from the image CNN (B)"]) == pytest.approx(40.0)
-    assert (float(rows["90% interval low"]), float(rows["90% interval high"])) == (32.0, 51.0)
-    assert float(rows["Chronological age"]) == pytest.approx(35.0)
-    assert float(rows["Brain age gap"]) == pytest.approx(6.5)
+    # numbers in a numeric column, units beside them
+    assert table.GetColumnByName("Value").IsA("vtkDoubleArray")
+    units = {table.GetColumnByName("Measurement").GetValue(i): table.GetColumnByName("Unit").GetValue(i)
+             for i in range(table.GetNumberOfRows())}
+    assert units["Predicted brain age"] == "years" and units["Gray matter volume"] == "ml"
+    assert set(units.values()) == {"years", "ml"}
+    assert rows["Predicted brain age"] == pytest.approx(41.5)
+    assert rows["Predicted age from tissue volumes (A)"] == pytest.approx(43.0)
+    assert rows["Predicted age from the image CNN (B)"] == pytest.approx(40.0)
+    assert (rows["90% interval low"], rows["90% interval high"]) == (32.0, 51.0)
+    assert rows["Chronological age"] == pytest.approx(35.0)
+    assert rows["Brain age gap"] == pytest.approx(6.5)
     for name, key in (("Gray matter volume", "gm"), ("White matter volume", "wm"),
                       ("Cerebrospinal fluid volume", "csf"), ("Total intracranial volume", "tiv")):
-        assert float(rows[name]) == pytest.approx(out.result.volumes_ml[key], abs=0.06)
-    assert rows["QC"] == "ok" and rows["Approach"] == "ensemble" and rows["Tissue definition"] == "camcan"
+        assert rows[name] == pytest.approx(out.result.volumes_ml[key], abs=0.006)
+    assert mrml.table_info(out.tableNode) == {"approach": "ensemble", "tissues": "camcan", "qc": "ok"}
+    assert out.tableNode.GetColumnDescription("Value")
 
 
 def test_table_without_chronological_age_leaves_gap_empty(scene):
     labels = sitk.ReadImage(str(TISSUES), sitk.sitkUInt8)
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", "no age")
-    mrml.update_table_node(table, _hand_made_result(labels, chronological_age=None))
+    r = _hand_made_result(labels, chronological_age=None)
+    r.qc = ["not a T1: tissue contrast WM > GM > CSF not found"]
+    mrml.update_table_node(table, r)
     rows = mrml.read_table_node(table)
-    assert rows["Chronological age"] == "" and rows["Brain age gap"] == ""
+    assert rows["Chronological age"] is None and rows["Brain age gap"] is None
+    assert np.isnan(table.GetTable().GetColumnByName("Value").GetValue(3))
+    assert mrml.table_info(table)["qc"] == "not a T1: tissue contrast WM > GM > CSF not found"
     scene.RemoveNode(table)
+
+
+def test_outputs_follow_the_input(shown, scene):
+    """A new input gets new outputs unless the user picked existing ones; going back to an
+    input finds the outputs made for it."""
+    out, volume = shown["out"], shown["volume"]
+    assert out.segmentationNode.GetAttribute(mrml.INPUT_ATTRIBUTE) == volume.GetID()
+    other = mrml.add_volume_node(scene, shown["image"], "second T1")
+    for node, cls in ((out.segmentationNode, "vtkMRMLSegmentationNode"), (out.tableNode, "vtkMRMLTableNode")):
+        assert mrml.output_for_input(scene, other, node, cls) is None          # made for another volume
+        assert mrml.output_for_input(scene, volume, None, cls) is node         # back to the first
+        assert mrml.output_for_input(scene, volume, node, cls) is node
+    picked = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "user's")
+    assert mrml.output_for_input(scene, other, picked, "vtkMRMLSegmentationNode") is picked
+    second = mrml.show_result(scene, other, _hand_made_result(shown["labels"]))
+    assert second.segmentationNode.GetName() == "second T1 tissues"
+    assert second.tableNode.GetName() == "second T1 brain age"
+    assert second.segmentationNode is not out.segmentationNode
+    for node in (second.segmentationNode, second.tableNode, other, picked):
+        scene.RemoveNode(node)
 
 
 def test_outputs_placed_in_the_input_study(shown, scene):
@@ -254,7 +287,7 @@ def test_second_run_reuses_output_nodes(shown, scene):
     assert {c: scene.GetNumberOfNodesByClass(c) for c in counts} == counts
     assert out.segmentationNode.GetSegmentation().GetNumberOfSegments() == 3
     assert _segment_ml(out.segmentationNode, "GM") == pytest.approx(tissue_volumes_ml(labels2)["gm"], rel=0.005)
-    assert float(mrml.read_table_node(out.tableNode)["Chronological age"]) == 50.0
+    assert mrml.read_table_node(out.tableNode)["Chronological age"] == 50.0
     assert out.tableNode.GetTable().GetNumberOfRows() == len(mrml.table_rows(again.result))
     # a user's segmentation holding other segments: they are replaced by the three tissues
     user = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "user")
@@ -375,8 +408,10 @@ def processed():
     calls = []
     out = mrml.process(scene, volume, chronologicalAge=cli.SAMPLE_AGE,
                        progress=lambda f, m: calls.append((f, m)))
+    from BrainAgeLib import models, regression
+    cached = (models._load_resunet.cache_info().currsize, regression._load_cnn.cache_info().currsize)
     return {"scene": scene, "volume": volume, "out": out, "before": before, "study": study_item,
-            "progress": calls}
+            "progress": calls, "cached_after": cached}
 
 
 def test_process_sample_gives_a_plausible_age_and_segments(processed):
@@ -399,12 +434,11 @@ def test_process_sample_gives_a_plausible_age_and_segments(processed):
 def test_process_sample_table_and_placement(processed):
     out, scene = processed["out"], processed["scene"]
     rows = mrml.read_table_node(out.tableNode)
-    assert float(rows["Predicted brain age"]) == pytest.approx(out.predicted_age, abs=0.05)
-    assert float(rows["Predicted age from tissue volumes (A)"]) == pytest.approx(
-        out.result.predicted_age_volumes, abs=0.05)
-    assert float(rows["Chronological age"]) == pytest.approx(cli.SAMPLE_AGE, abs=0.05)
-    assert float(rows["Brain age gap"]) == pytest.approx(out.predicted_age - cli.SAMPLE_AGE, abs=0.1)
-    assert float(rows["Total intracranial volume"]) == pytest.approx(out.volumes_ml["tiv"], abs=0.06)
+    assert rows["Predicted brain age"] == pytest.approx(out.predicted_age, abs=0.006)
+    assert rows["Predicted age from tissue volumes (A)"] == pytest.approx(out.result.predicted_age_volumes, abs=0.006)
+    assert rows["Chronological age"] == pytest.approx(cli.SAMPLE_AGE, abs=0.006)
+    assert rows["Brain age gap"] == pytest.approx(out.predicted_age - cli.SAMPLE_AGE, abs=0.01)
+    assert rows["Total intracranial volume"] == pytest.approx(out.volumes_ml["tiv"], abs=0.006)
     sh = scene.GetSubjectHierarchyNode()
     for node in (out.segmentationNode, out.tableNode):
         assert sh.GetItemParent(sh.GetItemByDataNode(node)) == processed["study"]
@@ -423,8 +457,8 @@ def test_process_second_run_reuses_output_nodes(processed):
     assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == n_tab
     assert scene.GetNumberOfNodesByClass("vtkMRMLVolumeNode") == n_vol
     assert out.segmentationNode.GetSegmentation().GetNumberOfSegments() == 3
-    rows = mrml.read_table_node(out.tableNode)
-    assert rows["Approach"] == "volumes" and rows["Chronological age"] == ""
+    assert mrml.table_info(out.tableNode)["approach"] == "volumes"
+    assert mrml.read_table_node(out.tableNode)["Chronological age"] is None
     assert again.predicted_age == pytest.approx(again.result.predicted_age_volumes)
     _assert_unchanged(processed["volume"], processed["before"])
 
@@ -442,3 +476,99 @@ def test_console_api_gives_the_same_numbers_as_the_cli(processed, tmp_path):
     assert float(row["interval_low"]) == pytest.approx(r.interval[0], abs=0.01)
     for key in ("gm", "wm", "csf", "tiv"):
         assert float(row[f"{key}_ml"]) == pytest.approx(r.volumes_ml[key], abs=0.06)
+
+
+def test_process_gives_the_models_back_after_a_run(processed):
+    """With device auto/cuda the cached networks are dropped after the run (on a GPU their memory
+    goes back with torch.cuda.empty_cache); the next run loads them again (~0.1 s)."""
+    assert processed["cached_after"] == (0, 0)
+
+
+# --------------------------------------------------------------------------- background worker
+
+def _scene_state(scene):
+    return {c: scene.GetNumberOfNodesByClass(c) for c in
+            ("vtkMRMLSegmentationNode", "vtkMRMLTableNode", "vtkMRMLVolumeNode", "vtkMRMLPlotChartNode")}
+
+
+def test_background_process_gives_the_blocking_result(processed):
+    """The same volume through the background worker: the same numbers and labels as the blocking
+    call, into the same nodes, with progress on the way; starting takes a fraction of a second."""
+    scene, volume, blocking = processed["scene"], processed["volume"], processed["out"]
+    before = _scene_state(scene)
+    t0 = time.monotonic()
+    job = mrml.start_process(scene, volume, blocking.segmentationNode, blocking.tableNode,
+                             chronologicalAge=cli.SAMPLE_AGE)
+    start_seconds = time.monotonic() - t0
+    assert job.state == "running" and start_seconds < 1.0
+    seen = []
+    out = job.wait(timeout=600, progress=seen.append)
+    assert job.state == "finished" and job.error is None
+    assert out.segmentationNode is blocking.segmentationNode and out.tableNode is blocking.tableNode
+    assert _scene_state(scene) == before
+    a, b = out.result, blocking.result
+    for name in ("predicted_age", "predicted_age_volumes", "predicted_age_cnn", "chronological_age"):
+        assert getattr(a, name) == pytest.approx(getattr(b, name), abs=1e-6), name
+    assert np.allclose(a.interval, b.interval, atol=1e-6)
+    assert a.volumes_ml == pytest.approx(b.volumes_ml, abs=1e-6) and a.qc == b.qc
+    assert np.array_equal(sitk.GetArrayViewFromImage(a.labels), sitk.GetArrayViewFromImage(b.labels))
+    assert a.labels.GetOrigin() == b.labels.GetOrigin() and a.labels.GetDirection() == b.labels.GetDirection()
+    assert mrml.read_table_node(out.tableNode)["Predicted brain age"] == pytest.approx(b.predicted_age, abs=0.006)
+    fractions = [p.fraction for p in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert {"starting", "segmenting tissues", "estimating age"} <= {p.message for p in seen}
+    assert not job.job.job_dir.exists()          # the temporary files are gone
+    _assert_unchanged(volume, processed["before"])
+
+
+def test_background_cancel_leaves_the_scene_as_it_was(processed):
+    scene, volume = processed["scene"], processed["volume"]
+    before = _scene_state(scene)
+    n_nodes = scene.GetNumberOfNodes()
+    table_before = mrml.read_table_node(processed["out"].tableNode)
+    job = mrml.start_process(scene, volume, processed["out"].segmentationNode, processed["out"].tableNode)
+    deadline = time.monotonic() + 120
+    while not any(p.message == "reading image" for p in job.poll()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job.state == "running"
+    pid = job.job.pid
+    assert job.cancel() < 2.0
+    assert job.state == "cancelled" and job.done and job.poll() == []
+    with pytest.raises(OSError):
+        os.kill(pid, 0)                          # the worker is gone
+    assert _scene_state(scene) == before and scene.GetNumberOfNodes() == n_nodes
+    assert mrml.read_table_node(processed["out"].tableNode) == table_before
+    assert not job.job.job_dir.exists()
+    from BrainAgeLib.runner import WorkerError
+    with pytest.raises(WorkerError, match="cancelled"):
+        job.wait()
+
+
+def test_batch_in_background_writes_the_cli_csv(processed, tmp_path):
+    """Scene volumes and paths into ``brainage predict``'s CSV, with per-scan progress; bad inputs
+    get an error row and the batch goes on. (A real scan through the worker is the test above;
+    these inputs fail fast, so that the test takes seconds.)"""
+    import csv
+    scene = processed["scene"]
+    tiny = mrml.add_volume_node(scene, sitk.Image(6, 6, 6, sitk.sitkFloat32), "IXI099 tiny")
+    out_csv = tmp_path / "batch" / "brainage.csv"
+    missing = str(tmp_path / "missing_T1.nii.gz")
+    job = mrml.start_batch([tiny, missing], out_csv, ages={"IXI099": 61.5})
+    seen = []
+    assert job.wait(timeout=300, progress=seen.append) == "finished"
+    with open(out_csv, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == cli.COLUMNS
+    assert [r["input"] for r in rows] == ["IXI099 tiny", missing]
+    assert rows[0]["chronological_age"] == "61.50" and rows[1]["chronological_age"] == ""
+    assert all(r["qc"].startswith("error: ") and r["predicted_age"] == "" for r in rows)
+    assert "missing_T1" in rows[1]["qc"] or "not" in rows[1]["qc"]
+    assert {p.scan for p in seen if p.scan is not None} == {0, 1}
+    assert all(p.n_scans == 2 for p in seen if p.scan is not None)
+    assert [p.fraction for p in seen] == sorted(p.fraction for p in seen) and seen[-1].fraction == 1.0
+    job.close()
+    assert not job.job_dir.exists() and out_csv.is_file()
+    scene.RemoveNode(tiny)
+    with pytest.raises(ValueError, match="no input"):
+        mrml.start_batch([], out_csv)

@@ -258,3 +258,79 @@ def test_icon_is_128_png():
     data = (MODULE / "Resources" / "Icons" / "BrainAge.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert data[12:16] == b"IHDR" and struct.unpack(">II", data[16:24]) == (128, 128)
+
+
+# --------------------------------------------------------------------------- ExtensionsIndex checker
+
+# The offline rules of Slicer/ExtensionsIndex scripts/check_description_files.py, restated (the
+# online ones, schema download, GitHub topics and image URLs, need the network): the catalog
+# entry's file name is the extension name, has LF line endings, does not start with "Slicer";
+# the category is one of ACCEPTED_EXTENSION_CATEGORIES (these two are in it); scm_url is
+# https/git and its repository name starts with "Slicer"; the top-level CMakeLists.txt's
+# project() is the extension name and sets EXTENSION_ICONURL and EXTENSION_SCREENSHOTURLS (the
+# checker's regular expressions); a LICENSE file in the root; the repository under 100 MB.
+ACCEPTED_CATEGORIES_WE_USE = {"Quantification", "Neuroimaging"}
+
+
+def test_extensions_index_checker_rules():
+    from urllib.parse import urlsplit
+    extension_name = "BrainAge"
+    path = ROOT / f"{extension_name}.json"
+    raw = path.read_bytes()
+    json.loads(raw)
+    assert b"\r" not in raw
+    assert not extension_name.lower().startswith("slicer")
+    entry = _catalog_entry()
+    assert entry["category"] in ACCEPTED_CATEGORIES_WE_USE
+    url = urlsplit(entry["scm_url"])
+    assert "://" in entry["scm_url"] and url.scheme in ("git", "https")
+    repo_name = Path(url.path.strip("/")).stem
+    assert repo_name.startswith(("Slicer", "Slicer-", "Slicer_", "SlicerExtension-", "SlicerExtension_"))
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    project = re.findall(r'project\s*\(\s*([^\s\)\n\r]+)', cmake, re.IGNORECASE | re.MULTILINE)
+    assert project and project[0] == extension_name
+    icon = re.findall(r'set\s*\(EXTENSION_ICONURL\s*"([^"]+)"[ ]*\)', cmake, re.IGNORECASE | re.MULTILINE)
+    shots = re.findall(r'set\s*\(EXTENSION_SCREENSHOTURLS\s*"([^"]+)"\)', cmake, re.IGNORECASE | re.MULTILINE)
+    assert icon and icon[0].startswith("https://") and icon[0].endswith(".png")
+    assert shots and all(u.startswith("https://") and u.endswith(".png") for u in shots[0].split())
+    # the pictures the URLs name are in the repository (on main once merged)
+    for u in [icon[0], *shots[0].split()]:
+        assert (ROOT / u.split("/main/", 1)[1]).is_file(), u
+    license_text = (ROOT / "LICENSE").read_text()
+    assert license_text.startswith("MIT License") and "IXI" in license_text and "Cam-CAN" in license_text
+    import subprocess
+    try:
+        files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+        paths = [ROOT / p for p in files.decode().split("\0") if p]
+    except (OSError, subprocess.CalledProcessError):       # not a git checkout
+        paths = [p for p in ROOT.rglob("*") if p.is_file() and ".venv" not in p.parts and ".git" not in p.parts]
+    size_mb = sum(p.stat().st_size for p in paths if p.is_file()) / 2 ** 20
+    assert size_mb < 100
+
+
+def test_module_metadata_is_real():
+    """Contributors are not a placeholder; the acknowledgement names the data sources; the
+    version comments name the Slicer release that brought the API (5.12)."""
+    src = MODULE_PY.read_text()
+    contributors = re.search(r"self\.parent\.contributors = \[(.+)\]", src).group(1)
+    assert "BrainAge developers" not in contributors and "(" in contributors
+    ack = src[src.index("acknowledgementText"):src.index("slicer.app.connect")]
+    for source in ("Cam-CAN", "IXI", "CC BY-SA 3.0", "deepbet"):
+        assert source in ack, source
+    assert "5.10" not in src and "Slicer 5.12" in src
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    assert "BrainAge developers" not in cmake
+
+
+def test_results_layout_has_slice_3d_plot_and_table_views():
+    consts = {t.id: n.value.value for n in _module_ast().body if isinstance(n, ast.Assign)
+              for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
+    layout = ET.fromstring(consts["RESULTS_LAYOUT"].strip())
+    assert layout.tag == "layout"
+    views = {v.get("class"): v.get("singletontag") for v in layout.iter("view")}
+    assert views == {"vtkMRMLSliceNode": "Red", "vtkMRMLViewNode": "1", "vtkMRMLPlotViewNode": "PlotView1",
+                     "vtkMRMLTableViewNode": "TableView1"}
+    assert isinstance(consts["RESULTS_LAYOUT_ID"], int) and consts["RESULTS_LAYOUT_ID"] > 1000
+    # Apply becomes Cancel while a job runs, and the widget polls nothing itself: the logic's timer does
+    src = MODULE_PY.read_text()
+    assert '_("Cancel")' in src and "QTimer" in src and "time.sleep" not in src[:src.index("class BrainAgeTest")]

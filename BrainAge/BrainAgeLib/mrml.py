@@ -7,6 +7,7 @@ Slicer's physical space is RAS; ITK's is LPS.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -186,45 +187,49 @@ def update_segmentation_node(scene, segmentationNode, labels: sitk.Image, volume
 
 
 TABLE_COLUMNS = ("Measurement", "Value", "Unit")
+INPUT_ATTRIBUTE = "BrainAge.InputVolumeID"    # on the output nodes: the volume they were made for
+INFO_ATTRIBUTES = {"approach": "BrainAge.Approach", "tissues": "BrainAge.Tissues", "qc": "BrainAge.QC"}
 
 
-def table_rows(result) -> list[tuple[str, str, str]]:
-    """(measurement, value, unit) rows of a BrainAgeResult for the results table."""
-    def f(v, d=1):
-        return "" if v is None else f"{v:.{d}f}"
+def table_rows(result) -> list[tuple[str, float | None, str]]:
+    """(measurement, value, unit) rows of a BrainAgeResult for the results table; a value is
+    None when unknown (chronological age not given, no CNN)."""
     v = result.volumes_ml
     return [
-        ("Predicted brain age", f(result.predicted_age), "years"),
-        ("Predicted age from tissue volumes (A)", f(result.predicted_age_volumes), "years"),
-        ("Predicted age from the image CNN (B)", f(result.predicted_age_cnn), "years"),
-        ("90% interval low", f(result.interval[0]), "years"),
-        ("90% interval high", f(result.interval[1]), "years"),
-        ("Chronological age", f(result.chronological_age), "years"),
-        ("Brain age gap", f(result.brain_age_gap), "years"),
-        ("Gray matter volume", f(v["gm"]), "ml"),
-        ("White matter volume", f(v["wm"]), "ml"),
-        ("Cerebrospinal fluid volume", f(v["csf"]), "ml"),
-        ("Total intracranial volume", f(v["tiv"]), "ml"),
-        ("Approach", result.approach, ""),
-        ("Tissue definition", result.tissues, ""),
-        ("QC", result.qc_text, ""),
+        ("Predicted brain age", result.predicted_age, "years"),
+        ("90% interval low", result.interval[0], "years"),
+        ("90% interval high", result.interval[1], "years"),
+        ("Chronological age", result.chronological_age, "years"),
+        ("Brain age gap", result.brain_age_gap, "years"),
+        ("Predicted age from tissue volumes (A)", result.predicted_age_volumes, "years"),
+        ("Predicted age from the image CNN (B)", result.predicted_age_cnn, "years"),
+        ("Gray matter volume", v["gm"], "ml"),
+        ("White matter volume", v["wm"], "ml"),
+        ("Cerebrospinal fluid volume", v["csf"], "ml"),
+        ("Total intracranial volume", v["tiv"], "ml"),
     ]
 
 
 def update_table_node(tableNode, result) -> None:
-    """Overwrite ``tableNode`` with the measurements of ``result``."""
+    """Overwrite ``tableNode`` with the measurements of ``result``: a text column of names, a
+    numeric (double) column of values (NaN when unknown, shown empty) and a text column of units.
+    The approach, the tissue definition and the QC warnings are node attributes
+    (:data:`INFO_ATTRIBUTES`), shown in the module's status line."""
     table = tableNode.GetTable()
     table.Initialize()
-    columns = []
-    for name in TABLE_COLUMNS:
-        col = vtk.vtkStringArray()
+    names, values, units = vtk.vtkStringArray(), vtk.vtkDoubleArray(), vtk.vtkStringArray()
+    for col, name in zip((names, values, units), TABLE_COLUMNS):
         col.SetName(name)
-        columns.append(col)
-    for row in table_rows(result):
-        for col, value in zip(columns, row):
-            col.InsertNextValue(value)
-    for col in columns:
+    for name, value, unit in table_rows(result):
+        names.InsertNextValue(name)
+        values.InsertNextValue(float("nan") if value is None else round(float(value), 2))
+        units.InsertNextValue(unit)
+    for col in (names, values, units):
         table.AddColumn(col)
+    tableNode.SetColumnDescription("Value", "ages in years, volumes in ml on the input's grid; "
+                                   "the interval is the 90% prediction interval")
+    for key, attribute in INFO_ATTRIBUTES.items():
+        tableNode.SetAttribute(attribute, str(getattr(result, "qc_text" if key == "qc" else key)))
     tableNode.Modified()
 
 
@@ -235,11 +240,21 @@ def segment_terminology(segment) -> str:
     return str(value)
 
 
-def read_table_node(tableNode) -> dict[str, str]:
-    """Measurement -> value of a BrainAge results table node."""
+def read_table_node(tableNode) -> dict[str, float | None]:
+    """Measurement -> value (None when unknown) of a BrainAge results table node."""
     table = tableNode.GetTable()
     names, values = table.GetColumnByName("Measurement"), table.GetColumnByName("Value")
-    return {names.GetValue(i): values.GetValue(i) for i in range(table.GetNumberOfRows())}
+    out = {}
+    for i in range(table.GetNumberOfRows()):
+        value = float(values.GetValue(i))
+        out[names.GetValue(i)] = None if np.isnan(value) else value
+    return out
+
+
+def table_info(tableNode) -> dict[str, str]:
+    """Approach, tissue definition and QC text (``ok`` or ``;``-separated warnings) of a
+    BrainAge results table node."""
+    return {key: tableNode.GetAttribute(attribute) or "" for key, attribute in INFO_ATTRIBUTES.items()}
 
 
 @dataclass
@@ -289,7 +304,41 @@ def show_result(scene, volumeNode, result, segmentationNode=None, tableNode=None
         tableNode = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{base} brain age")
     update_table_node(tableNode, result)
     _place_in_study(scene, volumeNode, tableNode)
+    for node in (segmentationNode, tableNode):
+        node.SetAttribute(INPUT_ATTRIBUTE, volumeNode.GetID() or "")
     return ProcessResult(segmentationNode, tableNode, result)
+
+
+def output_for_input(scene, volumeNode, current, class_name: str):
+    """The output node to use for ``volumeNode``: ``current`` when the user picked it (it was
+    not made by BrainAge for another volume), else the node BrainAge made for this volume
+    earlier, else None (a new one is created, named after the volume)."""
+    if volumeNode is None:
+        return current
+    made_for = current.GetAttribute(INPUT_ATTRIBUTE) if current is not None else None
+    if current is not None and (not made_for or made_for == volumeNode.GetID()):
+        return current
+    for i in range(scene.GetNumberOfNodesByClass(class_name)):
+        node = scene.GetNthNodeByClass(i, class_name)
+        if node.GetAttribute(INPUT_ATTRIBUTE) == volumeNode.GetID():
+            return node
+    return None
+
+
+def release_models() -> None:
+    """Drop the cached networks and give their GPU memory back (after a run in this process;
+    a background worker gives everything back when it exits). Reloading costs ~0.1 s."""
+    import sys
+    from . import models
+    models._load_resunet.cache_clear()
+    regression = sys.modules.get(f"{__package__}.regression")
+    if regression is not None:
+        regression._load_cnn.cache_clear()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        import gc
+        gc.collect()
+        torch.cuda.empty_cache()
 
 
 def process(scene, volumeNode, segmentationNode=None, tableNode=None, chronologicalAge=None,
@@ -298,14 +347,154 @@ def process(scene, volumeNode, segmentationNode=None, tableNode=None, chronologi
             tissues: str = "camcan") -> ProcessResult:
     """Brain age of a volume node; tissues into a segmentation node, measurements into a table.
 
-    Outputs that are None are created; given ones are reused and overwritten, never duplicated.
-    The input node is never modified. ``skullStripped``: True skips brain extraction, None
-    detects it. ``progress(fraction, message)`` is called as the steps advance. ``tissues``:
-    "camcan" or "dlmuse", the tissue definition of the segments and volumes.
+    Blocking (for scripts; the GUI uses :func:`start_process`). Outputs that are None are
+    created; given ones are reused and overwritten, never duplicated. The input node is never
+    modified. ``skullStripped``: True skips brain extraction, None detects it.
+    ``progress(fraction, message)`` is called as the steps advance. ``tissues``: "camcan" or
+    "dlmuse", the tissue definition of the segments and volumes. The networks leave the GPU after
+    the run.
     """
     from .pipeline import predict
     _check_input(volumeNode)
     image = volume_node_to_sitk(volumeNode)
-    result = predict(image, skull_stripped=skullStripped, chronological_age=chronologicalAge,
-                     approach=approach, tissues=tissues, device=device, progress=progress)
+    try:
+        result = predict(image, skull_stripped=skullStripped, chronological_age=chronologicalAge,
+                         approach=approach, tissues=tissues, device=device, progress=progress)
+    finally:
+        if device != "cpu":
+            release_models()
     return show_result(scene, volumeNode, result, segmentationNode, tableNode)
+
+
+class BackgroundProcess:
+    """:func:`process` in a worker process (see :mod:`BrainAgeLib.runner`): poll it from a timer.
+
+    The scene is touched only when the worker has finished, by :meth:`poll`: a cancelled or
+    failed run leaves the scene as it was. ``output`` is the :class:`ProcessResult` once
+    ``state`` is "finished"; ``error`` says why when it is "failed".
+    """
+
+    def __init__(self, scene, volumeNode, segmentationNode, tableNode, job) -> None:
+        self.scene, self.job = scene, job
+        self.volumeID = volumeNode.GetID()
+        self.segmentationID = segmentationNode.GetID() if segmentationNode is not None else None
+        self.tableID = tableNode.GetID() if tableNode is not None else None
+        self.output: ProcessResult | None = None
+        self.error: str | None = None
+        self.state = job.state
+
+    @property
+    def done(self) -> bool:
+        return self.state in ("finished", "failed", "cancelled")
+
+    def poll(self) -> list:
+        """New :class:`~BrainAgeLib.runner.Progress` reports; shows the result when finished."""
+        if self.done:
+            return []
+        reports = self.job.poll()
+        if self.job.done:
+            self._finish()
+        return reports
+
+    def _finish(self) -> None:
+        try:
+            if self.job.state != "finished":
+                self.state, self.error = self.job.state, self.job.error
+                return
+            volume = self.scene.GetNodeByID(self.volumeID) if self.volumeID else None
+            if volume is None:
+                self.state, self.error = "failed", "the input volume was removed from the scene during the run"
+                return
+            seg = self.scene.GetNodeByID(self.segmentationID) if self.segmentationID else None
+            table = self.scene.GetNodeByID(self.tableID) if self.tableID else None
+            try:
+                self.output = show_result(self.scene, volume, self.job.result(), seg, table)
+                self.state = "finished"
+            except Exception as e:      # the result could not be shown: say so, keep the log
+                self.state, self.error = "failed", f"{type(e).__name__}: {e}"
+        finally:
+            self.job.close()
+
+    def cancel(self) -> float:
+        """Stop the worker; the scene is left as it was. Returns the seconds it took."""
+        if self.done:
+            return 0.0
+        seconds = self.job.cancel()
+        self.state = "cancelled"
+        self.job.close()
+        return seconds
+
+    def wait(self, timeout: float | None = None, interval: float = 0.1, progress=None) -> ProcessResult:
+        """Block until finished (scripts, tests); returns the output or raises WorkerError."""
+        import time
+        from .runner import WorkerError
+        t_end = None if timeout is None else time.monotonic() + timeout
+        while not self.done:
+            for p in self.poll():
+                if progress:
+                    progress(p)
+            if not self.done:
+                if t_end is not None and time.monotonic() > t_end:
+                    raise TimeoutError(f"the BrainAge worker did not finish in {timeout} s")
+                time.sleep(interval)
+        if self.state != "finished":
+            raise WorkerError(self.error or f"the run was {self.state}")
+        return self.output
+
+
+def start_process(scene, volumeNode, segmentationNode=None, tableNode=None, chronologicalAge=None,
+                  approach: str = "ensemble", device: str = "auto", skullStripped: bool | None = None,
+                  tissues: str = "camcan", python: str | list[str] | None = None,
+                  env: dict | None = None) -> BackgroundProcess:
+    """Start :func:`process` in a background worker and return at once (the input volume is
+    written to a temporary folder first, a fraction of a second). Poll the returned
+    :class:`BackgroundProcess` (e.g. every 0.2 s from a QTimer) until ``done``."""
+    from . import runner
+    _check_input(volumeNode)
+    job_dir = runner.new_job_dir()
+    try:
+        runner.write_single_job(job_dir, volume_node_to_sitk(volumeNode), chronological_age=chronologicalAge,
+                                approach=approach, tissues=tissues, device=device,
+                                skull_stripped=skullStripped)
+        job = runner.start_job(job_dir, python=python, env=env)
+    except Exception:
+        import shutil
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
+    return BackgroundProcess(scene, volumeNode, segmentationNode, tableNode, job)
+
+
+def start_batch(inputs: list, output_csv, ages: dict[str, float] | None = None,
+                approach: str = "ensemble", device: str = "auto", skullStripped: bool | None = None,
+                tissues: str = "camcan", python: str | list[str] | None = None,
+                env: dict | None = None):
+    """Start a batch in a background worker: ``inputs`` are paths (files or DICOM folders; expand
+    folders with :func:`BrainAgeLib.io.expand_inputs`) or scalar volume nodes (written to the
+    job folder; their names fill the ``input`` column). Writes ``brainage predict``'s CSV to
+    ``output_csv``; ``ages`` as ``brainage predict --ages`` reads them (keys matched to the path,
+    file name or node name). Returns the :class:`~BrainAgeLib.runner.BackgroundJob` to poll."""
+    from . import runner
+    from .cli import match_age
+    if not inputs:
+        raise ValueError("the batch has no input")
+    job_dir = runner.new_job_dir("brainage-batch-")
+    try:
+        paths, names = [], []
+        for i, item in enumerate(inputs):
+            if isinstance(item, (str, os.PathLike)):
+                paths.append(str(item))
+                names.append(str(item))
+            else:
+                _check_input(item)
+                path = job_dir / f"scan{i:04d}.nrrd"
+                sitk.WriteImage(volume_node_to_sitk(item), str(path), useCompression=False)
+                paths.append(str(path))
+                names.append(item.GetName() or f"volume {i + 1}")
+        scan_ages = [match_age(ages, n) if ages else None for n in names]
+        runner.write_batch_job(job_dir, paths, output_csv, names=names, ages=scan_ages, approach=approach,
+                               tissues=tissues, device=device, skull_stripped=skullStripped)
+        return runner.start_job(job_dir, python=python, env=env)
+    except Exception:
+        import shutil
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
