@@ -37,6 +37,7 @@ benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/segmentation.py
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/age.py
+	$(BIN)/python benchmarks/report.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -84,7 +84,7 @@ def sample(tmp_path_factory):
 @pytest.fixture(scope="module")
 def result():
     from BrainAgeLib import predict
-    return predict(str(FIXTURE), chronological_age=31.0)
+    return predict(str(FIXTURE), chronological_age=46.71)       # IXI demographics
 
 
 def test_sample_writes_html_and_pdf(sample):

@@ -178,10 +178,11 @@ def subject_context(result, *, input_path: str | os.PathLike | None = None, sex:
     if image is not None and not hasattr(image, "GetSpacing"):
         from .io import read_image
         image = read_image(image)
+    qc_png, qc_space = None, "no image was given"
     if image is not None:
         qc_png = charts.qc_slices(image, result.labels, result.brain_mask)
         qc_space = "the input image (its own grid)"
-    else:
+    elif result.model_space_image is not None and result.model_space_probabilities is not None:
         import SimpleITK as sitk
         lab = sitk.GetImageFromArray(result.model_space_probabilities.argmax(0).astype("uint8"))
         lab.CopyInformation(result.model_space_image)
@@ -208,7 +209,7 @@ def subject_context(result, *, input_path: str | os.PathLike | None = None, sex:
         "site_offset": fmt(result.age_details.get("site_offset")) if result.age_details else "",
         "age_chart": data_uri(charts.age_chart(ref, age, result.predicted_age, result.interval)),
         "tissue_chart": data_uri(charts.tissue_charts(model, age if in_range else None, sex, fr)),
-        "qc_chart": data_uri(qc_png),
+        "qc_chart": data_uri(qc_png) if qc_png else "",
         "training": training, "age_range": f"{lo:.0f}–{hi:.0f}", "models": model_files(),
         "normative_note": "; ".join(f"{k}: {c.method}" for k, c in model.curves.items()),
     }
