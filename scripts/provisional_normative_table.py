@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/normative/provisional_table.csv")
     ap.add_argument("--n-train", type=int, default=500, help="reg_train subjects (seeded draw)")
     ap.add_argument("--seed", type=int, default=20261126)
+    ap.add_argument("--reverse", action="store_true", help="work from the end of the list (a second worker)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     rows = read_camcan_subjects(args.data)
@@ -46,6 +47,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     train = [train[i] for i in sorted(rng.choice(len(train), min(args.n_train, len(train)), replace=False))]
     todo = [r for r in rows if r["split"] == "test"] + train
+    if args.reverse:
+        todo = todo[::-1]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = set()
