@@ -126,6 +126,8 @@ def cmd_predict(args) -> int:
             raise ArgumentError("no input matched")
     ages = read_ages(args.ages) if args.ages else {}
     site = read_site_offset(args.site_offset) if args.site_offset else None
+    from .calibration import SiteCalibration
+    calibration = site if isinstance(site, SiteCalibration) else None
     if site is not None:
         print(f"applying the site offset of {args.site_offset}: {site.offset:+.2f} years "
               f"({site.n} controls)", file=sys.stderr)
@@ -153,8 +155,8 @@ def cmd_predict(args) -> int:
         try:
             result = predict(path, skull_stripped=True if args.skull_stripped else None,
                              chronological_age=age, approach=args.approach, tissues=args.tissues,
-                             device=args.device)
-            if site is not None:
+                             device=args.device, site_calibration=calibration)
+            if site is not None and calibration is None:
                 result = apply_site_offset(result, site)
             row = result_row(path, result)
             if args.labels_dir:
@@ -213,13 +215,33 @@ def _add_report(reporter, path, row, result) -> int:
 
 
 def read_site_offset(path: str):
-    """A :class:`~BrainAgeLib.regression.SiteOffset` from its JSON file (ArgumentError if unusable)."""
-    import json
-    from .regression import SiteOffset
+    """A scanner's :class:`~BrainAgeLib.calibration.SiteCalibration` (``brainage calibrate-site``)
+    or :class:`~BrainAgeLib.regression.SiteOffset` (``brainage site-offset``) from its JSON file,
+    validated (ArgumentError if unusable)."""
+    from .calibration import load_site_calibration
     try:
-        return SiteOffset.from_dict(json.loads(Path(path).read_text()))
+        return load_site_calibration(path)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ArgumentError(f"--site-offset: cannot use {path}: {e}") from None
+
+
+def cmd_calibrate_site(args) -> int:
+    """Fit a scanner's calibration (features and ages) from its healthy controls' scans."""
+    import json
+    from .calibration import calibrate_from_scans
+    from .io import expand_inputs
+    inputs = expand_inputs(args.inputs)
+    ages = read_ages(args.ages)
+    matched = [(p, match_age(ages, p)) for p in inputs]
+    missing = [p for p, a in matched if a is None]
+    if missing:
+        raise ArgumentError(f"--ages has no age for {len(missing)} control(s), e.g. {missing[0]}")
+    cal = calibrate_from_scans([p for p, _ in matched], [a for _, a in matched],
+                               log=lambda m: print(m, file=sys.stderr, flush=True))
+    Path(args.output).write_text(json.dumps(cal.to_dict()) + "\n")
+    print(f"site calibration from {cal.n} controls (ages {cal.age_range[0]:.0f}-{cal.age_range[1]:.0f}): "
+          f"age slope {cal.slope:.2f}, offset {cal.offset:+.2f} years at their mean age; wrote {args.output}")
+    return 0
 
 
 def cmd_site_offset(args) -> int:
@@ -252,7 +274,8 @@ def cmd_train_segmentation(args) -> int:
     import json
     from .training import SegmentationConfig, train_segmentation
     cfg = SegmentationConfig(epochs=args.epochs, seed=args.seed, threads=args.threads, lr=args.lr,
-                             blur_prob=args.blur_prob, init_weights=args.init)
+                             p_real=args.p_real, p_synth=args.p_synth,
+                             init_weights=args.init)
     out = Path(args.out)
     weights = train_segmentation(Path(args.data) / "camcan", out, cfg, resume=args.resume,
                                  log=lambda m: print(m, flush=True))
@@ -265,16 +288,24 @@ def cmd_train_segmentation(args) -> int:
     return 0
 
 
+def _sites(text: str) -> tuple[str, ...]:
+    sites = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not sites or any(s not in ("camcan", "ixi") for s in sites):
+        raise ArgumentError(f"--sites: expected camcan and/or ixi, got {text!r}")
+    return sites
+
+
 def cmd_train_cnn(args) -> int:
     import json
     from .training import CNNConfig, train_cnn
-    cfg = CNNConfig(epochs=args.epochs, seed=args.seed, threads=args.threads)
-    weights = train_cnn(Path(args.data) / "camcan", args.out, cfg, resume=args.resume,
-                        log=lambda m: print(m, flush=True))
+    cfg = CNNConfig(epochs=args.epochs, seed=args.seed, threads=args.threads, lr=args.lr,
+                    init_weights=args.init, sites=_sites(args.sites))
+    weights = train_cnn(Path(args.data) / "camcan", args.out, cfg, cache_path=args.cache,
+                        resume=args.resume, log=lambda m: print(m, flush=True))
     if args.ship:
         metrics = (Path(args.out) / "cnn_metrics.csv").read_text().strip().splitlines()
         _ship({"age_cnn.safetensors": weights},
-              {"training": "camcan reg_train minus validation part", "config": json.loads(
+              {"training": f"{cfg.sites} (Cam-CAN reg_train, ixi120) minus validation parts", "config": json.loads(
                   (Path(args.out) / "cnn_config.json").read_text()), "last_epoch_metrics": metrics[-1],
                "metrics_columns": metrics[0]})
     return 0
@@ -285,17 +316,18 @@ def cmd_train_age_model(args) -> int:
     from .training import fit_age_model
     cnn = Path(args.cnn_dir) / "age_cnn.safetensors" if args.cnn_dir else None
     path = fit_age_model(Path(args.data) / "camcan", args.out, Path(args.cache), cnn_weights=cnn,
-                         seed=args.seed, blur_augment=args.blur_augment, log=lambda m: print(m, flush=True))
+                         seed=args.seed, degraded_augment=args.degraded_augment, sites=_sites(args.sites),
+                         log=lambda m: print(m, flush=True))
     if args.ship:
         m = json.loads(path.read_text())
-        info = {"training": "camcan reg_train (features from predicted segmentations)",
+        info = {"training": m["training"]["data"] + " (features from predicted segmentations)",
                 "selected": m["volumes"]["selected"], "cv": m["volumes"]["cv"],
-                "blur_augment": m["training"]["blur_augment"]}
+                "degraded_augment": m["training"]["degraded_augment"]}
         if "ensemble" in m:
             info["ensemble"] = {"weight_volumes": m["ensemble"]["weight_volumes"],
                                 "validation_mae": m["ensemble"]["validation"]["mae"],
                                 "validation_n": m["ensemble"]["validation_n"]}
-        _ship({"age_model.json": path}, info)
+        _ship({"age_model.json": path, "feature_reference.json": path.with_name("feature_reference.json")}, info)
     return 0
 
 
@@ -368,6 +400,14 @@ def cmd_evaluate_ixi(args) -> int:
     return 0
 
 
+def cmd_evaluate_sites(args) -> int:
+    from .site_evaluation import evaluate_sites
+    evaluate_sites(args.cache, args.out, args.age_dir,
+                   {"camcan": args.cnn_camcan, "ixi": args.cnn_ixi},
+                   log=lambda m: print(m, flush=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="brainage", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -386,10 +426,17 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     pr.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     pr.add_argument("--site-offset", metavar="JSON",
-                    help="subtract a scanner's offset fitted on its healthy controls (brainage site-offset)")
+                    help="a scanner's calibration from its healthy controls (brainage calibrate-site) or "
+                         "its age offset (brainage site-offset)")
     pr.add_argument("--report", metavar="DIR", help="write a report per input (HTML and PDF) and, for "
                     "several inputs, a cohort report into DIR")
     pr.set_defaults(func=cmd_predict)
+    cs = sub.add_parser("calibrate-site", help="calibrate BrainAge to a scanner from its healthy "
+                        "controls' scans and ages (features and ages); use with predict --site-offset")
+    cs.add_argument("inputs", nargs="+", metavar="INPUT", help="the controls' T1 scans (files, folders, globs)")
+    cs.add_argument("--ages", required=True, help="CSV with the controls' ages (as for predict --ages)")
+    cs.add_argument("--output", "-o", required=True, help="the site-calibration JSON to write")
+    cs.set_defaults(func=cmd_calibrate_site)
     so = sub.add_parser("site-offset", help="fit a scanner's brain-age offset from its healthy "
                         "controls (a predict CSV made with --ages)")
     so.add_argument("results", help="CSV written by brainage predict --output ... --ages ...")
@@ -413,15 +460,25 @@ def build_parser() -> argparse.ArgumentParser:
     ts = training("train-segmentation", cmd_train_segmentation, "train the tissue ResUNet", "runs/segmentation", 14)
     ts.add_argument("--init", metavar="SAFETENSORS", help="fine-tune these weights instead of starting afresh")
     ts.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
-    ts.add_argument("--blur-prob", type=float, default=0.0,
-                    help="share of training crops blurred (Gaussian, sigma up to 2 mm)")
-    training("train-cnn", cmd_train_cnn, "train approach B's CNN", "runs/cnn", 60)
+    ts.add_argument("--p-real", type=float, default=0.0,
+                    help="share of training crops given another acquisition (TorchIO: thick slices, "
+                         "noise, bias, gamma, blur, motion, ghosting)")
+    ts.add_argument("--p-synth", type=float, default=0.0,
+                    help="share of training crops synthesised from their labels with random "
+                         "contrast (domain randomisation)")
+    tc = training("train-cnn", cmd_train_cnn, "train approach B's CNN", "runs/cnn", 60)
+    tc.add_argument("--init", metavar="SAFETENSORS", help="fine-tune these weights instead of starting afresh")
+    tc.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
+    tc.add_argument("--cache", default="runs/features/features.npz", help="model-space feature cache")
     ta = training("train-age-model", cmd_train_age_model,
                   "select and fit approach A, calibrate B and the ensemble", "runs/age")
-    ta.add_argument("--cache", default="runs/cnn/features.npz", help="model-space feature cache")
+    ta.add_argument("--cache", default="runs/features/features.npz", help="model-space feature cache")
     ta.add_argument("--cnn-dir", default=None, help="folder of the trained CNN (with cnn_config.json)")
-    ta.add_argument("--blur-augment", action=argparse.BooleanOptionalAction, default=True,
-                    help="approach A also learns from each subject's blurred copy (default: yes)")
+    ta.add_argument("--degraded-augment", action=argparse.BooleanOptionalAction, default=True,
+                    help="approach A also learns from each subject's degraded copy (default: yes)")
+    for t in (tc, ta):
+        t.add_argument("--sites", default="camcan,ixi",
+                       help="training sites, comma-separated: camcan (reg_train), ixi (ixi120)")
     tn = sub.add_parser("train-normative", help="fit the centile curves of the healthy cohort "
                         "(tissue fractions and brain-age gap against age) from the normative table")
     tn.add_argument("--table", default="runs/age-model/normative_table.csv",
@@ -455,6 +512,14 @@ def build_parser() -> argparse.ArgumentParser:
     ix.add_argument("--data", default=str(DEFAULT_DATA))
     ix.add_argument("--out", default="runs/evaluate-ixi")
     ix.set_defaults(func=cmd_evaluate_ixi)
+    es = sub.add_parser("evaluate-sites", help="leave-one-site-out ages, calibration to a new site "
+                        "from k controls, and how distinguishable the sites' features are")
+    es.add_argument("--cache", default="runs/features/features.npz", help="model-space feature cache")
+    es.add_argument("--age-dir", default="runs/age", help="train-age-model output (selected regressor, weight)")
+    es.add_argument("--cnn-camcan", default="runs/cnn-camcan", help="run folder of a CNN trained on Cam-CAN only")
+    es.add_argument("--cnn-ixi", default="runs/cnn-ixi", help="run folder of a CNN trained on IXI only")
+    es.add_argument("--out", default="runs/evaluate-sites")
+    es.set_defaults(func=cmd_evaluate_sites)
     return p
 
 

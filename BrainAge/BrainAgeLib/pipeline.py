@@ -77,6 +77,15 @@ def _device(device: str) -> str:
     return device
 
 
+def harmonize_and_segment(net, array: np.ndarray, prob: np.ndarray, device: str = "cpu"):
+    """A registered scan's second pass: its GM/WM intensities (under ``prob``, the first
+    segmentation) mapped to the training data's, and segmented again. Returns
+    ``(harmonised array, probabilities, (gm, wm) medians before harmonisation)``."""
+    medians = tissue_medians(array, prob)
+    arr = harmonize_intensities(array, prob, medians=medians)
+    return arr, segment_array(net, arr, device=device), medians
+
+
 def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, device: str = "cpu",
                   tissues: str = "camcan", progress: Progress | None = None):
     """Preprocess and segment a validated T1: returns ``(preprocessed, probabilities, labels)``,
@@ -96,14 +105,12 @@ def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, devi
     prob = segment_array(net, sitk.GetArrayViewFromImage(prep.image), device=device)
     if prep.registered:       # another scanner: match Cam-CAN's GM/WM intensities, segment again
         report(0.6, "harmonising tissue intensities")
-        arr = sitk.GetArrayViewFromImage(prep.image)
-        medians = tissue_medians(arr, prob)
+        arr, prob, medians = harmonize_and_segment(net, sitk.GetArrayViewFromImage(prep.image), prob,
+                                                   device=device)
         prep.qc.extend(grey_white_contrast_qc(*medians))
-        arr = harmonize_intensities(arr, prob, medians=medians)
         image_h = sitk.GetImageFromArray(arr)
         image_h.CopyInformation(prep.image)
         prep.image = image_h
-        prob = segment_array(net, arr, device=device)
     prep.sharpness = edge_sharpness(sitk.GetArrayViewFromImage(prep.image), prob)
     prep.qc.extend(sharpness_qc(prep.sharpness))
     definition = models.load_tissue_definition(tissues)
@@ -114,7 +121,7 @@ def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, devi
 
 def predict(image: str | os.PathLike | sitk.Image, *, skull_stripped: bool | None = None,
             chronological_age: float | None = None, approach: str = "ensemble",
-            tissues: str = "camcan", device: str = "auto",
+            tissues: str = "camcan", device: str = "auto", site_calibration=None,
             progress: Progress | None = None) -> BrainAgeResult:
     """Brain age of one T1-weighted MRI (a path or a SimpleITK image; never modified).
 
@@ -123,6 +130,8 @@ def predict(image: str | os.PathLike | sitk.Image, *, skull_stripped: bool | Non
     ``tissues``: the definition of the labels and volumes: "camcan" (default, the training
     labels': CSF with sulcal CSF, conservative WM) or "dlmuse" (ventricles as CSF, DLMUSE's GM
     and WM). Ages do not depend on it.
+    ``site_calibration``: a :class:`~BrainAgeLib.calibration.SiteCalibration` fitted on the
+    scanner's healthy controls (``brainage calibrate-site``), applied to features and ages.
     ``progress(fraction, message)`` is called as the steps advance.
     """
     if approach not in APPROACHES:
@@ -140,7 +149,8 @@ def predict(image: str | os.PathLike | sitk.Image, *, skull_stripped: bool | Non
     report(0.8, "estimating age")
     from .regression import predict_ages
     ages = predict_ages(prob, sitk.GetArrayViewFromImage(prep.image), volumes, approach=approach,
-                        device=dev)
+                        device=dev, calibration=site_calibration, chronological_age=chronological_age)
+    qc += ages["qc"]
     report(1.0, "done")
     return BrainAgeResult(
         predicted_age=ages["predicted_age"], predicted_age_volumes=ages["volumes"],

@@ -209,19 +209,46 @@ def _load_cnn(folder: str):
     return net.eval().to(memory_format=torch.channels_last_3d)
 
 
+@lru_cache(maxsize=4)
+def _load_feature_reference(folder: str):
+    """The shipped ``feature_reference.json`` (per-feature age norms and the out-of-distribution
+    model), or None when this installation has none."""
+    from . import models
+    from .qc import OutOfDistribution
+    if "feature_reference.json" not in models.read_manifest(folder).get("files", {}):
+        return None
+    d = json.loads(models.verify("feature_reference.json", folder).read_text())
+    from .calibration import FeatureReference
+    d["_ood"] = OutOfDistribution.from_dict(d["ood"])
+    d["_reference"] = FeatureReference.from_dict(d["reference"])
+    return d
+
+
 def predict_ages(prob: np.ndarray, image: np.ndarray, volumes_ml: dict | None = None,
-                 approach: str = "ensemble", device: str = "cpu") -> dict:
+                 approach: str = "ensemble", device: str = "cpu", calibration=None,
+                 chronological_age: float | None = None) -> dict:
     """Ages (years) from model-space probabilities (4, z, y, x) and the normalised T1 (z, y, x).
 
     Returns ``volumes`` (A), ``cnn`` (B, None when no CNN is shipped), ``predicted_age`` (the
-    chosen approach), ``interval`` (its 90% prediction interval), the raw ages and
-    ``interval_halfwidths`` (years) of each approach.
+    chosen approach), ``interval`` (its 90% prediction interval), the raw ages,
+    ``interval_halfwidths`` (years) of each approach and ``qc`` (model-level warnings: A and B
+    disagreeing, an out-of-distribution tissue pattern, an age outside the training range).
+    ``calibration``: a :class:`~BrainAgeLib.calibration.SiteCalibration` of the scanner (its
+    features harmonise approach A's input; its age layer corrects every age).
     """
     from . import models
+    from .qc import age_range_qc, disagreement_qc, ood_features
     folder = str(models.models_dir())
     m = _load_age_model(folder)
     reg = m["_volumes"]
-    raw_a = float(reg.predict(volume_features(prob, reg.cell)[None])[0])
+    features = volume_features(prob, reg.cell)
+    harmonise = calibration is not None and getattr(calibration, "has_features", False)
+    if harmonise:
+        if calibration.shift.shape != features.shape:
+            raise ValueError(f"the site calibration holds {calibration.shift.size} features, the "
+                             f"shipped model reads {features.size}: recalibrate with this version")
+        features_raw, features = features, calibration.harmonize(features[None])[0]
+    raw_a = float(reg.predict(features[None])[0])
     out = {"volumes_raw": raw_a,
            "volumes": float(AgeBiasCorrection(**m["volumes"]["bias"])(raw_a))}
     out["cnn"] = out["cnn_raw"] = None
@@ -236,6 +263,15 @@ def predict_ages(prob: np.ndarray, image: np.ndarray, volumes_ml: dict | None = 
             raw_b = float(expected_age(net(x))[0])
         out["cnn_raw"] = raw_b
         out["cnn"] = float(AgeBiasCorrection(**m["cnn"]["bias"])(raw_b))
+    ref = _load_feature_reference(folder)
+    if harmonise and ref is not None and "ensemble" in m and out["cnn"] is not None:
+        # second pass: the scale of the features' deviations, at the age of the first pass
+        e = m["ensemble"]
+        first = float(AgeBiasCorrection(**e["bias"])(e["weight_volumes"] * raw_a + (1 - e["weight_volumes"]) * out["cnn_raw"]))
+        features = calibration.harmonize(features_raw[None], [first], ref["_reference"])[0]
+        raw_a = float(reg.predict(features[None])[0])
+        out["volumes_raw"] = raw_a
+        out["volumes"] = float(AgeBiasCorrection(**m["volumes"]["bias"])(raw_a))
     if approach == "image" and out["cnn"] is None:
         raise RuntimeError("approach 'image' needs the CNN, which this installation does not ship")
     if approach == "ensemble" and "ensemble" in m and out["cnn"] is not None:
@@ -246,8 +282,18 @@ def predict_ages(prob: np.ndarray, image: np.ndarray, volumes_ml: dict | None = 
         age, half = out["cnn"], m["cnn"]["interval_halfwidth"]
     else:
         age, half = out["volumes"], m["volumes"]["interval_halfwidth"]
-    out["predicted_age"] = age
     out["interval"] = (age - half, age + half)
+    if calibration is not None and hasattr(calibration, "correct_age"):
+        for k in ("volumes", "cnn"):
+            out[k] = calibration.correct_age(out[k])
+        age = calibration.correct_age(age)
+        out["interval"] = tuple(calibration.correct_age(v) for v in out["interval"])
+    out["predicted_age"] = age
     out["interval_halfwidths"] = {k: m[k]["interval_halfwidth"] for k in ("volumes", "cnn", "ensemble")
                                   if k in m}
+    qc_ref = m.get("qc", {})
+    out["qc"] = (disagreement_qc(out["volumes"], out["cnn"], qc_ref.get("ab_disagreement_p99"))
+                 + age_range_qc(age, qc_ref.get("age_range"), chronological_age))
+    if ref is not None:
+        out["qc"] += ref["_ood"].warnings(ood_features(prob))
     return out

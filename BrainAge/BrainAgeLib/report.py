@@ -38,6 +38,17 @@ QC_ADVICE = {
     "image much softer": ("The image is blurrier than any scan the models were checked on.",
                           "Blur can make a brain look older. Prefer a sharper (e.g. 1 mm 3D) "
                           "acquisition; do not read a positive gap from this scan alone."),
+    "tissue pattern unlike": ("The tissue pattern differs from every healthy training scan.",
+                              "Look at the QC slices for a lesion, an artefact or a failed "
+                              "segmentation; the age is not reliable if the segmentation is wrong."),
+    "the two age models disagree": ("The two age models (tissue volumes and image CNN) disagree more "
+                                    "than they do on healthy scans.",
+                                    "The age is uncertain: check the image quality and the "
+                                    "segmentation before using it."),
+    "predicted age": ("The predicted age lies outside the ages the models were trained on.",
+                      "The value is extrapolated; read it as 'younger/older than the training range'."),
+    "chronological age": ("The person's age lies outside the training cohort's ages.",
+                          "The gap and the centiles are not reliable for this age."),
     "implausible TIV": ("The measured head size (total intracranial volume) is outside the adult "
                         "range.",
                         "Check the QC slices for a failed brain extraction or a wrong voxel size "

@@ -1,0 +1,202 @@
+"""Generalisation across sites, judged only on sites a model never saw.
+
+``brainage evaluate-sites`` reads the feature cache (:mod:`BrainAgeLib.training.features`) and
+the age models' training runs, and reports:
+
+- **leave-one-site-out**: approach A, B and their ensemble trained on Cam-CAN, tested on IXI
+  (``ixi120`` and ``ixi10``); and trained on IXI (``ixi120``), tested on Cam-CAN ``test``;
+- **calibration to a new site**: IXI held out, the Cam-CAN-trained models calibrated on ``k``
+  IXI controls (offset only; age layer; features + age, :class:`~BrainAgeLib.calibration.SiteCalibration`)
+  and tested on the other IXI subjects, over repeated random draws of the controls;
+- **site distance of the features**: how well a classifier tells Cam-CAN from IXI among
+  age-matched people from approach A's features (cross-validated AUC; 0.5 = indistinguishable).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .training.age_model import age_metrics, candidate_regressors, cnn_predictions, feature_matrix
+from .training.cnn import training_partition
+
+
+def _fit_a(f, idx, name: str, seed: int, degraded: bool = True):
+    """Approach A (the regressor ``name``) fitted on the cache rows ``idx`` with out-of-fold
+    bias correction; returns ``(model, bias, feats, out-of-fold raw ages of idx)``."""
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold
+    from .regression import AgeBiasCorrection
+    est, feats = candidate_regressors(seed)[name]
+    X, Xd, y = feature_matrix(f, idx, feats), feature_matrix(f, idx, feats, True), f["age"][idx].astype(float)
+
+    def fit(rows):
+        if degraded:
+            return clone(est).fit(np.concatenate([X[rows], Xd[rows]]), np.concatenate([y[rows], y[rows]]))
+        return clone(est).fit(X[rows], y[rows])
+    oof = np.zeros_like(y)
+    for a, b in KFold(5, shuffle=True, random_state=seed).split(X):
+        oof[b] = fit(a).predict(X[b])
+    return fit(np.arange(len(y))), AgeBiasCorrection().fit(oof, y), feats, oof
+
+
+def _summary(pred, age) -> dict:
+    m = age_metrics(pred, age)
+    return {"n": int(len(age)), "mae": round(m["mae"], 2), "mean_gap": round(float(np.mean(np.asarray(pred) - age)), 2),
+            "r": round(m["r"], 3), "r_gap_age": round(m["r_gap_age"], 3)}
+
+
+def leave_one_site_out(f, name: str, cnn_dirs: dict, weight_a: float, seed: int = 20261123) -> dict:
+    """LOSO figures. ``cnn_dirs``: {"camcan": run folder of the Cam-CAN-only CNN, "ixi": of the
+    IXI-only CNN} (with ``age_cnn.safetensors`` and ``cnn_config.json``); missing ones are skipped.
+    B's and the ensemble's bias corrections are fitted on the training site's validation part."""
+    from .regression import AgeBiasCorrection
+    out = {}
+    for train_site, test_rows in (("camcan", np.flatnonzero(f["site"] == "ixi")),
+                                  ("ixi", np.flatnonzero(f["split"] == "test"))):
+        tr, va = training_partition(f, (train_site,), 60, 20, seed)
+        pool = np.sort(np.concatenate([tr, va]))
+        model, bias, feats, oof = _fit_a(f, pool, name, seed)
+        pos = {int(j): k for k, j in enumerate(pool)}
+        y = f["age"][test_rows].astype(float)
+        raw_a = model.predict(feature_matrix(f, test_rows, feats))
+        res = {"A": _summary(bias(raw_a), y)}
+        d = cnn_dirs.get(train_site)
+        if d is not None and (Path(d) / "age_cnn.safetensors").exists():
+            w = Path(d) / "age_cnn.safetensors"
+            pb_val = cnn_predictions(f, va, w)
+            yv = f["age"][va].astype(float)
+            bias_b = AgeBiasCorrection().fit(pb_val, yv)
+            raw_b = cnn_predictions(f, test_rows, w)
+            res["B"] = _summary(bias_b(raw_b), y)
+            pa_val = oof[[pos[int(j)] for j in va]]      # A's out-of-fold ages, as in training
+            bias_e = AgeBiasCorrection().fit(weight_a * pa_val + (1 - weight_a) * pb_val, yv)
+            res["ensemble"] = _summary(bias_e(weight_a * raw_a + (1 - weight_a) * raw_b), y)
+            res["_ensemble_ages"] = bias_e(weight_a * raw_a + (1 - weight_a) * raw_b)
+        res["_test_rows"] = test_rows
+        out[f"train {train_site} -> test {'ixi' if train_site == 'camcan' else 'camcan'}"] = res
+    return out
+
+
+def calibration_experiment(f, name: str, cnn_dir, weight_a: float, ks=(5, 10, 20, 40),
+                           draws: int = 20, seed: int = 20261123) -> list[dict]:
+    """IXI held out: Cam-CAN-trained A (and B from ``cnn_dir``) calibrated on ``k`` IXI
+    controls drawn from ``ixi120`` and tested on every other IXI subject (ixi120 rest + ixi10),
+    ``draws`` times per ``k``. Methods: none; offset (median gap); age (offset + shrunk slope);
+    features + age (ComBat-style :class:`~BrainAgeLib.calibration.SiteCalibration`)."""
+    from .calibration import FeatureReference, SiteCalibration
+    from .regression import AgeBiasCorrection, SiteOffset
+    tr, va = training_partition(f, ("camcan",), 60, 20, seed)
+    pool = np.sort(np.concatenate([tr, va]))
+    model, bias_a, feats, oof = _fit_a(f, pool, name, seed)
+    pos = {int(j): k for k, j in enumerate(pool)}
+    reference = FeatureReference(cell=int(feats[1:])).fit(feature_matrix(f, pool, feats), f["age"][pool])
+    ixi = np.flatnonzero(f["site"] == "ixi")
+    X_ixi = feature_matrix(f, ixi, feats)
+    y_ixi = f["age"][ixi].astype(float)
+    use_b = cnn_dir is not None and (Path(cnn_dir) / "age_cnn.safetensors").exists()
+    if use_b:
+        w = Path(cnn_dir) / "age_cnn.safetensors"
+        yv = f["age"][va].astype(float)
+        pb_val = cnn_predictions(f, va, w)
+        pa_val = oof[[pos[int(j)] for j in va]]
+        bias = AgeBiasCorrection().fit(weight_a * pa_val + (1 - weight_a) * pb_val, yv)
+        raw_b = cnn_predictions(f, ixi, w)
+    else:
+        bias, raw_b = bias_a, None
+
+    def ages(X):
+        raw = model.predict(X)
+        return bias(raw if raw_b is None else weight_a * raw + (1 - weight_a) * raw_b)
+    base = ages(X_ixi)
+    rng = np.random.default_rng(seed)
+    pool_ixi = np.flatnonzero(f["split"][ixi] == "ixi120")
+    rows = []
+    for k in ks:
+        res = {m: [] for m in ("none", "offset", "age", "features+age")}
+        r_gap = {m: [] for m in res}
+        for _ in range(draws):
+            ctrl = rng.choice(pool_ixi, size=k, replace=False)
+            rest = np.setdiff1d(np.arange(len(ixi)), ctrl)
+            yc, yr = y_ixi[ctrl], y_ixi[rest]
+            preds = {"none": base[rest],
+                     "offset": np.array([SiteOffset().fit(base[ctrl], yc).offset_age(p) for p in base[rest]]),
+                     "age": np.array([SiteCalibration().fit_ages(base[ctrl], yc).correct_age(p) for p in base[rest]])}
+            cal = SiteCalibration().fit_features(X_ixi[ctrl], yc, reference)
+            first = ages(cal.harmonize(X_ixi))
+            harmonised = ages(cal.harmonize(X_ixi, first, reference))
+            cal.fit_ages(harmonised[ctrl], yc)
+            preds["features+age"] = np.array([cal.correct_age(p) for p in harmonised[rest]])
+            for m, p in preds.items():
+                res[m].append(np.mean(np.abs(p - yr)))
+                r_gap[m].append(np.corrcoef(p - yr, yr)[0, 1])
+        for m in res:
+            rows.append({"k": k, "method": m, "mae": round(float(np.mean(res[m])), 2),
+                         "mae_sd": round(float(np.std(res[m])), 2),
+                         "r_gap_age": round(float(np.mean(r_gap[m])), 3), "draws": draws,
+                         "approach": "ensemble" if use_b else "A"})
+    return rows
+
+
+def site_distance(f, feats: str = "c6", seed: int = 20261123) -> dict:
+    """How distinguishable the sites are among age-matched people: each ixi120 subject paired
+    with the Cam-CAN reg_train subject nearest in age (without replacement); a cross-validated
+    logistic regression on approach A's features tells the site (AUC, 0.5 = indistinguishable);
+    and the standardised mean difference of the global CSF/GM/WM fractions (Cohen's d)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from .regression import VolumeFeatureTransform
+    ixi = np.flatnonzero(f["split"] == "ixi120")
+    cam = list(np.flatnonzero(f["split"] == "reg_train"))
+    pairs = []
+    for j in ixi[np.argsort(f["age"][ixi])]:
+        k = min(cam, key=lambda c: abs(f["age"][c] - f["age"][j]))
+        cam.remove(k)
+        pairs.append(k)
+    cam = np.array(pairs)
+    idx = np.concatenate([cam, ixi])
+    site = np.r_[np.zeros(len(cam)), np.ones(len(ixi))]
+    clf = make_pipeline(VolumeFeatureTransform(), StandardScaler(), LogisticRegression(C=0.01, max_iter=2000))
+    auc = cross_val_score(clf, feature_matrix(f, idx, feats), site, cv=5, scoring="roc_auc").mean()
+    g = f["global"]
+    d = {}
+    for i, t in enumerate(("csf", "gm", "wm")):
+        a, b = g[cam, i].astype(float), g[ixi, i].astype(float)
+        d[t] = round(float((b.mean() - a.mean()) / np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)), 2)
+    return {"n_pairs": int(len(ixi)), "age_diff_mean": round(float(np.mean(f["age"][ixi] - f["age"][cam])), 2),
+            "site_auc": round(float(auc), 3), "cohens_d_ixi_minus_camcan": d}
+
+
+def evaluate_sites(cache_path, out_dir, age_model_dir, cnn_dirs: dict, log=print) -> dict:
+    """Run the three analyses above and write ``sites_summary.json`` and ``calibration.csv``."""
+    import csv
+    from .training.features import model_space_features
+    if not Path(cache_path).exists():
+        raise FileNotFoundError(f"{cache_path}: no feature cache; run brainage train-cnn first (it builds it)")
+    f = model_space_features(None, cache_path)
+    m = json.loads((Path(age_model_dir) / "age_model.json").read_text())
+    name = m["volumes"]["selected"]
+    w = m.get("ensemble", {}).get("weight_volumes", 0.5)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"regressor": name, "weight_volumes": w}
+    log("site distance of the features (age-matched Cam-CAN vs ixi120)")
+    summary["site_distance"] = site_distance(f)
+    log(json.dumps(summary["site_distance"]))
+    loso = leave_one_site_out(f, name, cnn_dirs, w)
+    summary["leave_one_site_out"] = {k: {a: v for a, v in r.items() if not a.startswith("_")}
+                                     for k, r in loso.items()}
+    log(json.dumps(summary["leave_one_site_out"], indent=1))
+    rows = calibration_experiment(f, name, cnn_dirs.get("camcan"), w)
+    with open(out / "calibration.csv", "w", newline="") as fh:
+        wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        wr.writeheader()
+        wr.writerows(rows)
+    for r in rows:
+        log(f"  k={r['k']:>2} {r['method']:<13} MAE {r['mae']:.2f} ± {r['mae_sd']:.2f}  r(gap, age) {r['r_gap_age']:+.2f}")
+    summary["calibration"] = rows
+    (out / "sites_summary.json").write_text(json.dumps(summary, indent=1))
+    return summary

@@ -1,0 +1,219 @@
+"""Approach A by cross-validation, bias correction and the ensemble (``brainage train-age-model``)."""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .cnn import CNNConfig, training_partition
+from .features import REGIONAL_CELLS, model_space_features
+
+
+def candidate_regressors(seed: int) -> dict:
+    """The regressors compared by cross-validation for approach A:
+    name -> (estimator, features), features "global" or "c<cell>" (regional + global)."""
+    from sklearn.decomposition import PCA
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+    from sklearn.svm import SVR
+    from ..regression import VolumeAgeRegressor, VolumeFeatureTransform
+    out = {
+        "polynomial (deg 3) on global fractions [seed]":
+            (make_pipeline(PolynomialFeatures(3), LinearRegression()), "global"),
+        "ridge on global fractions": (VolumeAgeRegressor(alpha=1e-3, power=1.0), "global"),
+        "gradient boosting on PCA(30) of regional 8 mm": (make_pipeline(
+            VolumeFeatureTransform(), StandardScaler(), PCA(30, random_state=seed),
+            HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=seed)), "c4"),
+        "linear SVR on regional 8 mm": (make_pipeline(VolumeFeatureTransform(), StandardScaler(),
+                                                      SVR(kernel="linear", C=1e-3, epsilon=1.0)), "c4"),
+        "ridge on regional 8 mm, no transform, alpha 1e-2":
+            (VolumeAgeRegressor(alpha=1e-2, power=1.0, cell=4), "c4"),
+    }
+    for cell in REGIONAL_CELLS:
+        for alpha in ("1e-2", "3e-2", "1e-1"):
+            out[f"ridge on regional {2 * cell} mm, sqrt, alpha {alpha}"] = (
+                VolumeAgeRegressor(alpha=float(alpha), cell=cell), f"c{cell}")
+    return out
+
+
+def age_metrics(pred, age) -> dict:
+    """MAE, RMSE (years), R², Pearson r, and r between the gap and age."""
+    pred, age = np.asarray(pred, float), np.asarray(age, float)
+    err = pred - age
+    return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err ** 2).mean())),
+            "r2": float(1 - (err ** 2).sum() / ((age - age.mean()) ** 2).sum()),
+            "r": float(np.corrcoef(pred, age)[0, 1]), "r_gap_age": float(np.corrcoef(err, age)[0, 1])}
+
+
+def feature_matrix(f: dict, idx, feats: str, degraded: bool = False) -> np.ndarray:
+    """Approach A's design matrix for the cache rows ``idx``: ``"global"`` fractions, or
+    ``"c<cell>"`` regional fractions followed by the global ones (float64)."""
+    sfx = "_deg" if degraded else ""
+    g = f["global" + sfx][idx].astype(np.float64)
+    if feats == "global":
+        return g
+    return np.concatenate([f[f"regional_{feats}{sfx}"][idx].astype(np.float64), g], axis=1)
+
+
+def coarse_cells(f: dict, idx) -> np.ndarray:
+    """24 mm regional fractions (:data:`~BrainAgeLib.qc.OOD_CELL`) of the cache rows ``idx``,
+    summed from the cached 12 mm cells (the same numbers as ``regional_fractions(prob, 12)``)."""
+    c6 = f["regional_c6"][idx].astype(np.float64).reshape(len(idx), 3, 16, 19, 15)
+    c6 = c6[:, :, :16, :18, :14].reshape(len(idx), 3, 8, 2, 9, 2, 7, 2)
+    return c6.sum(axis=(3, 5, 7)).reshape(len(idx), -1)
+
+
+def cnn_predictions(f: dict, idx, cnn_weights, degraded: bool = False) -> np.ndarray:
+    """Raw (uncorrected) ages of approach B for the cache rows ``idx``."""
+    import torch
+    from safetensors.torch import load_file
+    from ..cnn import AgeCNN, expected_age
+    cfg = json.loads((Path(cnn_weights).parent / "cnn_config.json").read_text())
+    net = AgeCNN(widths=tuple(cfg["widths"]))
+    net.load_state_dict(load_file(str(cnn_weights)))
+    net.eval()
+    key = "cnn_deg" if degraded else "cnn"
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(idx), 32):
+            out.append(expected_age(net(torch.from_numpy(f[key][idx[i:i + 32]].astype(np.float32)))))
+    return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
+
+
+def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 20261123,
+                  degraded_augment: bool = True, sites=("camcan", "ixi"), log=print) -> Path:
+    """Select and fit approach A on the training subjects of ``sites`` (Cam-CAN ``reg_train``,
+    ``ixi120``; 5-fold shuffled CV), calibrate it, and, when CNN weights are given, calibrate B
+    and the ensemble on the CNN's validation subjects (:func:`~.cnn.training_partition`).
+    ``degraded_augment``: A also learns from each subject's degraded copy (same age).
+
+    Writes ``age_model.json``, ``regressor_comparison.csv`` and ``normative_table.csv`` (every
+    training subject's out-of-sample age and tissue fractions, and the Cam-CAN ``test`` subjects')
+    into ``out_dir``.
+    """
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold
+    from ..regression import AgeBiasCorrection, best_ensemble_weight, conformal_halfwidth
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    f = model_space_features(data_dir, cache_path, log=log, ixi_root=Path(data_dir).parent)
+    cnn_cfg = (CNNConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in
+                            json.loads((Path(cnn_weights).parent / "cnn_config.json").read_text()).items()})
+               if cnn_weights is not None else CNNConfig(sites=tuple(sites)))
+    tr_cnn, va_cnn = training_partition(f, sites, cnn_cfg.n_val, cnn_cfg.n_val_ixi, cnn_cfg.seed)
+    pool = np.sort(np.concatenate([tr_cnn, va_cnn]))
+    y = f["age"][pool].astype(np.float64)
+    cv = KFold(5, shuffle=True, random_state=seed)
+
+    def fit(est, X, X_deg, y):
+        """A fresh ``est`` fitted on ``X`` (and, with ``degraded_augment``, the degraded copies)."""
+        if degraded_augment:
+            X, y = np.concatenate([X, X_deg]), np.concatenate([y, y])
+        return clone(est).fit(X, y)
+
+    rows, oof = [], {}
+    for name, (est, feats) in candidate_regressors(seed).items():
+        t0 = time.time()
+        X, X_deg = feature_matrix(f, pool, feats), feature_matrix(f, pool, feats, degraded=True)
+        p, p_deg = np.zeros_like(y), np.zeros_like(y)
+        for fit_idx, val_idx in cv.split(X):
+            m_ = fit(est, X[fit_idx], X_deg[fit_idx], y[fit_idx])
+            p[val_idx] = m_.predict(X[val_idx])
+            p_deg[val_idx] = m_.predict(X_deg[val_idx])
+        oof[name] = p
+        m = age_metrics(p, y)
+        rows.append({"regressor": name, "features": feats, **{k: round(v, 3) for k, v in m.items()},
+                     "degraded_shift": round(float(np.mean(p_deg - p)), 2),
+                     "degraded_abs_change": round(float(np.mean(np.abs(p_deg - p))), 2),
+                     "seconds": round(time.time() - t0, 1)})
+        log(f"  {name}: CV MAE {m['mae']:.2f} R2 {m['r2']:.3f}, degraded copy {np.mean(p_deg - p):+.2f} y "
+            f"(|change| {np.mean(np.abs(p_deg - p)):.2f}; {time.time() - t0:.0f} s)")
+    with open(out / "regressor_comparison.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    ridge_rows = [r for r in rows if r["regressor"].startswith("ridge on regional")]
+    best = min(ridge_rows, key=lambda r: r["mae"])   # the JSON-exportable family
+    est, feats = candidate_regressors(seed)[best["regressor"]]
+    log(f"approach A: {best['regressor']} (CV MAE {best['mae']})")
+    final = fit(est, feature_matrix(f, pool, feats), feature_matrix(f, pool, feats, degraded=True), y)
+    p_oof = oof[best["regressor"]]
+    bias_a = AgeBiasCorrection().fit(p_oof, y)
+    n_site = {s: int((f["site"][pool] == s).sum()) for s in sites}
+    model = {"created": time.strftime("%Y-%m-%d"), "seed": seed,
+             "training": {"data": " + ".join(f"{s} ({n})" for s, n in n_site.items()),
+                          "sites": list(sites), "n": int(len(pool)), "n_per_site": n_site,
+                          "age_range": [float(y.min()), float(y.max())],
+                          "degraded_augment": degraded_augment},
+             "volumes": {"regressor": final.to_dict(), "selected": best["regressor"],
+                         "cv": {k: best[k] for k in ("mae", "rmse", "r2", "r")},
+                         "bias": bias_a.to_dict(),
+                         "interval_halfwidth": conformal_halfwidth(bias_a(p_oof) - y)}}
+    pos = {int(j): k for k, j in enumerate(pool)}
+    va = np.array([pos[int(j)] for j in va_cnn])
+    oos = bias_a(p_oof)                  # out-of-sample corrected ages of every training subject
+    used = np.array(["volumes"] * len(pool), dtype=object)
+    test = np.flatnonzero(f["split"] == "test")
+    test_ages = bias_a(final.predict(feature_matrix(f, test, feats)))
+    if cnn_weights is not None:
+        pb = cnn_predictions(f, va_cnn, cnn_weights)
+        pa, yv = p_oof[va], y[va]
+        bias_b = AgeBiasCorrection().fit(pb, yv)
+        wgt = best_ensemble_weight(pa, pb, yv)
+        pe = wgt * pa + (1 - wgt) * pb
+        bias_e = AgeBiasCorrection().fit(pe, yv)
+        model["cnn"] = {"bias": bias_b.to_dict(), "validation_n": len(va),
+                        "validation": age_metrics(pb, yv),
+                        "interval_halfwidth": conformal_halfwidth(bias_b(pb) - yv)}
+        model["ensemble"] = {"weight_volumes": wgt, "bias": bias_e.to_dict(), "validation_n": len(va),
+                             "validation": age_metrics(pe, yv),
+                             "interval_halfwidth": conformal_halfwidth(bias_e(pe) - yv)}
+        # disagreement between A and B on healthy validation subjects (QC reference)
+        gap_ab = bias_a(pa) - bias_b(pb)
+        model["qc"] = {"ab_disagreement_p99": float(np.percentile(np.abs(gap_ab), 99)),
+                       "ab_disagreement_max": float(np.abs(gap_ab).max())}
+        oos[va] = bias_e(pe)
+        used[va] = "ensemble"
+        pt = wgt * final.predict(feature_matrix(f, test, feats)) + (1 - wgt) * cnn_predictions(f, test, cnn_weights)
+        test_ages = bias_e(pt)
+        log(f"ensemble weight of A {wgt:.2f}; validation MAE A {age_metrics(pa, yv)['mae']:.2f} "
+            f"B {age_metrics(pb, yv)['mae']:.2f} ensemble {age_metrics(pe, yv)['mae']:.2f}")
+    # references for calibration and QC: per-feature age norms, out-of-distribution score, ranges
+    from ..calibration import FeatureReference
+    from ..qc import OutOfDistribution
+    cell = int(feats[1:])
+    X_pool = feature_matrix(f, pool, feats)
+    reference = {"reference": FeatureReference(cell=cell).fit(X_pool, y).to_dict(),
+                 "ood": OutOfDistribution().fit(coarse_cells(f, pool), seed=seed).to_dict()}
+    (out / "feature_reference.json").write_text(json.dumps(reference))
+    frac = f["global"][pool]
+    model.setdefault("qc", {})
+    model["qc"]["age_range"] = [float(y.min()), float(y.max())]
+    model["qc"]["fraction_percentiles"] = {
+        t: [float(np.percentile(frac[:, i], q)) for q in (0.1, 1, 99, 99.9)]
+        for i, t in enumerate(("csf", "gm", "wm"))}
+    log(f"tissue fractions (0.1/1/99/99.9th percentiles): {model['qc']['fraction_percentiles']}")
+    path = out / "age_model.json"
+    path.write_text(json.dumps(model))
+    write_normative_table(out / "normative_table.csv", f, pool, oos, used, test, test_ages)
+    return path
+
+
+def write_normative_table(path, f: dict, pool, predicted, predicted_by, test, test_predicted) -> None:
+    """The healthy cohort as the normative model (``brainage train-normative``) reads it: one row
+    per subject with its out-of-sample bias-corrected age and global tissue fractions of TIV."""
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["subject_id", "site", "sex", "age", "split", "predicted_age", "predicted_by",
+                    "csf_frac", "gm_frac", "wm_frac"])
+        for rows, split, pred, by in ((pool, "train", predicted, predicted_by),
+                                      (test, "test", test_predicted, ["ensemble"] * len(test))):
+            for j, p, b in zip(rows, pred, by):
+                g = f["global"][j]
+                w.writerow([f["subject_id"][j], f["site"][j], f["sex"][j], f"{f['age'][j]:.2f}", split,
+                            f"{p:.3f}", b, f"{g[0]:.5f}", f"{g[1]:.5f}", f"{g[2]:.5f}"])

@@ -1,0 +1,143 @@
+"""The feature cache the age models learn from: every training and evaluation subject of both
+sites segmented once, as acquired and as another acquisition would give it.
+
+Cam-CAN images are already in model space. IXI whole heads go through the raw-scan path
+(:func:`~BrainAgeLib.preprocessing.preprocess`: brain extraction, N4, registration), cached
+separately by :func:`ixi_model_space` because it does not depend on the networks; the
+ResUNet's two passes (harmonisation) run on that cached model-space image.
+"""
+from __future__ import annotations
+
+import csv
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from ..preprocessing import normalize_intensity
+from .augmentation import degrade_image
+from .data import camcan_paths, read_camcan_subjects
+
+REGIONAL_CELLS = (4, 6)   # cell sizes (2 mm voxels: 8 and 12 mm) compared for approach A
+FEATURE_VERSION = 3       # bumped when the cache's content changes (rebuilt automatically)
+IXI_SETS = ("ixi120", "ixi10")   # ixi120: training (with a validation part); ixi10: held out
+
+
+def read_ixi_subjects(ixi_dir) -> list[dict]:
+    """Rows of ``<ixi set>/subjects.csv`` (subject_id, age (years), sex)."""
+    with open(Path(ixi_dir) / "subjects.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["age"] = float(r["age"])
+    return rows
+
+
+def ixi_model_space(data_root, cache_path, sets=IXI_SETS, log=print) -> dict:
+    """Each IXI whole head of ``sets`` brought into model space by the raw-scan path (before
+    intensity harmonisation, which needs the ResUNet): ``subject_id, set, age, sex, image``
+    (float16, model space), ``similarity``. Cached in ``cache_path`` (.npz)."""
+    from ..io import read_image
+    from ..preprocessing import preprocess
+    cache_path = Path(cache_path)
+    if cache_path.exists():
+        return dict(np.load(cache_path))
+    out = {k: [] for k in ("subject_id", "set", "age", "sex", "image", "similarity")}
+    t0 = time.time()
+    for s in sets:
+        rows = read_ixi_subjects(Path(data_root) / s)
+        for i, r in enumerate(rows):
+            prep = preprocess(read_image(Path(data_root) / s / "t1" / f"{r['subject_id']}_T1.nii.gz"))
+            out["subject_id"].append(r["subject_id"])
+            out["set"].append(s)
+            out["age"].append(r["age"])
+            out["sex"].append(r["sex"])
+            out["image"].append(sitk.GetArrayFromImage(prep.image).astype(np.float16))
+            out["similarity"].append(prep.similarity)
+            if (i + 1) % 10 == 0:
+                log(f"{s}: {i + 1}/{len(rows)} in model space ({time.time() - t0:.0f} s)")
+    arrays = {k: np.asarray(v) for k, v in out.items()}
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache_path, **arrays)
+    return arrays
+
+
+def scan_features(net, array: np.ndarray, registered: bool) -> dict:
+    """What the age models read from one model-space T1: regional and global tissue fractions
+    (approach A) and the CNN input (B), from the ResUNet's probabilities. ``registered`` scans
+    get the pipeline's intensity harmonisation and second pass, as in :func:`~BrainAgeLib.pipeline.predict`."""
+    from ..cnn import cnn_input
+    from ..pipeline import harmonize_and_segment
+    from ..segmentation import segment_array
+    from ..volumes import global_fractions, regional_fractions
+    array = np.asarray(array, np.float32)
+    prob = segment_array(net, array)
+    if registered:
+        array, prob, _ = harmonize_and_segment(net, array, prob)
+    out = {f"regional_c{c}": regional_fractions(prob, c) for c in REGIONAL_CELLS}
+    out["global"] = global_fractions(prob)
+    out["cnn"] = cnn_input(array, prob).astype(np.float16)
+    return out
+
+
+def model_space_features(data_dir, cache_path, log=print, splits=("reg_train", "test"),
+                         ixi_root=None, seed: int = 20261125) -> dict:
+    """Segment every subject with the shipped ResUNet and cache what the age models learn from:
+    Cam-CAN ``splits`` and, with ``ixi_root`` (the folder holding ``ixi120``/``ixi10``), the IXI
+    sets. Each subject also gets a degraded copy (:func:`~.augmentation.degrade_image`: thick
+    slices, noise, bias, contrast, blur, motion, ghosting drawn at random), segmented again
+    (keys ``*_deg``), so that the age models learn that acquisition is not age.
+
+    Keys: ``subject_id, site (camcan|ixi), split (reg_train|test|ixi120|ixi10), age, sex``, and
+    the features of :func:`scan_features`. The cache (.npz) is rebuilt when missing or stale.
+    """
+    from ..models import load_resunet
+    cache_path = Path(cache_path)
+    if cache_path.exists():
+        cached = dict(np.load(cache_path))
+        if int(cached.get("version", 0)) == FEATURE_VERSION:
+            return cached
+        log(f"{cache_path} predates the current feature set: rebuilding it")
+    net = load_resunet()
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    subjects = []          # (subject_id, site, split, age, sex, array, registered)
+    for r in read_camcan_subjects(data_dir):
+        if r["split"] in splits:
+            subjects.append((r["subject_id"], "camcan", r["split"], r["age"], r["sex"], None, False))
+    if ixi_root is not None:
+        ixi = ixi_model_space(ixi_root, cache_path.with_name("ixi_model_space.npz"), log=log)
+        for i, sid in enumerate(ixi["subject_id"]):
+            subjects.append((str(sid), "ixi", str(ixi["set"][i]), float(ixi["age"][i]),
+                             str(ixi["sex"][i]), i, True))
+    out: dict[str, list] = {k: [] for k in ("subject_id", "site", "split", "age", "sex")}
+    t0 = time.time()
+    for n, (sid, site, split, age, sex, idx, registered) in enumerate(subjects):
+        if site == "camcan":
+            img = sitk.ReadImage(str(camcan_paths(data_dir, sid)["image"]))
+            arr = normalize_intensity(sitk.GetArrayFromImage(img))
+        else:
+            arr = ixi["image"][idx].astype(np.float32)
+        feats = scan_features(net, arr, registered)
+        feats.update({f"{k}_deg": v for k, v in scan_features(net, degrade_image(arr, gen), registered).items()})
+        for k, v in zip(("subject_id", "site", "split", "age", "sex"), (sid, site, split, age, sex)):
+            out[k].append(v)
+        for k, v in feats.items():
+            out.setdefault(k, []).append(v)
+        if (n + 1) % 50 == 0:
+            log(f"segmented {n + 1}/{len(subjects)} subjects ({time.time() - t0:.0f} s)")
+    arrays = {k: np.asarray(v) for k, v in out.items()}
+    arrays["version"] = np.asarray(FEATURE_VERSION)
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache_path, **arrays)
+    return arrays
+
+
+def split_validation(ids: list[str], n_val: int, seed: int) -> tuple[list[str], list[str]]:
+    """Seeded shuffle of subject IDs into (train, validation); IDs are sorted first, so the
+    draw does not depend on their order (Cam-CAN IDs encode the age decade: never split by order)."""
+    ids = sorted(ids)
+    random.Random(seed).shuffle(ids)
+    return ids[n_val:], ids[:n_val]

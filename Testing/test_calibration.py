@@ -1,0 +1,102 @@
+"""Site calibration (features ComBat-style + ages) and the model-level QC helpers."""
+import json
+
+import numpy as np
+import pytest
+
+from BrainAgeLib.calibration import FeatureReference, SiteCalibration, load_site_calibration
+from BrainAgeLib.qc import OutOfDistribution, age_range_qc, disagreement_qc
+
+
+def _cohort(n, rng, shift=0.0, scale=1.0, n_feat=40):
+    age = rng.uniform(20, 85, n)
+    slope = np.linspace(-0.001, 0.001, n_feat)
+    mean = 0.1 + slope[None] * (age[:, None] - 50)
+    noise = 0.002 * rng.standard_normal((n, n_feat))
+    return mean + shift + scale * noise, age
+
+
+def test_feature_calibration_removes_a_site_shift_and_scale():
+    rng = np.random.default_rng(0)
+    X_ref, age_ref = _cohort(400, rng)
+    ref = FeatureReference(cell=6).fit(X_ref, age_ref)
+    X_site, age_site = _cohort(200, rng, shift=0.003, scale=1.8)
+    cal = SiteCalibration().fit_features(X_site[:20], age_site[:20], ref)
+    before = np.abs((X_site[20:] - ref.expected(age_site[20:])).mean(0)).mean()
+    after = np.abs((cal.harmonize(X_site[20:]) - ref.expected(age_site[20:])).mean(0)).mean()
+    assert after < 0.3 * before                      # the location shift is gone
+    # given the scans' ages (in BrainAge: the first pass's predicted ages), the scale too
+    harmonised = cal.harmonize(X_site[20:], age_site[20:] + rng.normal(0, 5, 180), ref)
+    resid_sd = (harmonised - ref.expected(age_site[20:])).std(0).mean()
+    raw_sd = (X_site[20:] - ref.expected(age_site[20:])).std(0).mean()
+    assert raw_sd > 0.0033 and resid_sd == pytest.approx(0.002, rel=0.35)
+    # a reference-site scan is (nearly) untouched by a calibration fitted on reference controls
+    cal_ref = SiteCalibration().fit_features(X_ref[:20], age_ref[:20], ref)
+    assert np.abs(cal_ref.harmonize(X_ref[20:]) - X_ref[20:]).mean() < 0.5 * before
+    assert cal.has_features and not SiteCalibration().has_features
+
+
+def test_age_calibration_shrinks_the_slope_and_needs_a_span():
+    age = np.linspace(20, 80, 20)
+    pred = 10 + 0.8 * age
+    cal = SiteCalibration().fit_ages(pred, age)
+    assert 0.8 < cal.slope < 1.0                      # shrunk toward 1 with 20 controls
+    corrected = np.array([cal.correct_age(p) for p in pred])
+    assert abs(np.mean(corrected - age)) < 1.5
+    narrow = SiteCalibration().fit_ages(pred[:6], age[:6])   # 20-36 years: offset only
+    assert narrow.slope == 1.0
+    with pytest.raises(ValueError, match="at least 5 controls"):
+        SiteCalibration().fit_ages(pred[:3], age[:3])
+    assert cal.correct_age(None) is None
+
+
+def test_site_calibration_json_round_trip_and_validation(tmp_path):
+    rng = np.random.default_rng(1)
+    X_ref, age_ref = _cohort(100, rng, n_feat=8)
+    ref = FeatureReference().fit(X_ref, age_ref)
+    X, age = _cohort(12, rng, shift=0.001, n_feat=8)
+    cal = SiteCalibration().fit_features(X, age, ref).fit_ages(age + 3, age)
+    path = tmp_path / "site.json"
+    path.write_text(json.dumps(cal.to_dict()))
+    back = load_site_calibration(path)
+    assert isinstance(back, SiteCalibration)
+    assert np.allclose(back.harmonize(X), cal.harmonize(X), atol=1e-5)
+    assert back.correct_age(50.0) == pytest.approx(cal.correct_age(50.0))
+    bad = cal.to_dict()
+    bad["age"]["slope"] = float("nan")
+    with pytest.raises(ValueError, match="slope"):
+        SiteCalibration.from_dict(bad)
+    bad = cal.to_dict()
+    bad["features"]["scale"][0] = -1
+    with pytest.raises(ValueError, match="positive"):
+        SiteCalibration.from_dict(bad)
+    with pytest.raises(ValueError, match="SiteCalibration"):
+        SiteCalibration.from_dict([1, 2])
+    (tmp_path / "offset.json").write_text(json.dumps({"type": "SiteOffset", "offset_years": 2.0,
+                                                      "n_controls": 10, "mad_years": 1.0}))
+    assert load_site_calibration(tmp_path / "offset.json").offset == 2.0
+
+
+def test_out_of_distribution_flags_a_lesion_like_pattern():
+    rng = np.random.default_rng(2)
+    X, _ = _cohort(300, rng, n_feat=60)
+    ood = OutOfDistribution().fit(X)
+    assert ood.warnings(_cohort(1, rng, n_feat=60)[0][0]) == []
+    odd = X[1].copy()
+    odd[10:20] += 0.02                                # a large focal change
+    w = ood.warnings(odd)
+    assert w and "unlike the healthy training scans" in w[0]
+    back = OutOfDistribution.from_dict(json.loads(json.dumps(ood.to_dict())))
+    assert back.warnings(odd) == w
+    # new healthy people exceed the thresholds rarely (they are the 99.5th percentiles of
+    # out-of-fold scores)
+    X_new, _ = _cohort(400, rng, n_feat=60)
+    d, r = ood.scores(X_new)
+    assert (d > ood.max_distance).mean() < 0.03 and (r > ood.max_residual).mean() < 0.03
+
+
+def test_model_level_qc_messages():
+    assert disagreement_qc(40.0, 52.0, 9.5) and not disagreement_qc(40.0, 45.0, 9.5)
+    assert disagreement_qc(40.0, None, 9.5) == []
+    assert age_range_qc(95.0, (18, 88)) and not age_range_qc(60.0, (18, 88))
+    assert "chronological age" in age_range_qc(60.0, (18, 88), chronological=10.0)[0]
