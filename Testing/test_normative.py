@@ -2,6 +2,8 @@
 fit from the normative table (`brainage train-normative`), and the reference cohort."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 from pathlib import Path
@@ -26,8 +28,23 @@ def table():
 
 
 @pytest.fixture(scope="module")
-def fitted(table):
-    return normative.fit_normative(table, log=lambda m: None, source=str(TABLE))
+def shipped_run(tmp_path_factory):
+    """`brainage train-normative --table TABLE --ship` into a copy of the models folder."""
+    tmp = tmp_path_factory.mktemp("normative")
+    models_tmp = tmp / "models"
+    models_tmp.mkdir()
+    shutil.copy(models.models_dir() / "manifest.json", models_tmp / "manifest.json")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BRAINAGE_MODELS_DIR", str(models_tmp))
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            code = cli.main(["train-normative", "--table", str(TABLE), "--out", str(tmp / "run"), "--ship"])
+    return {"code": code, "out": buf.getvalue(), "models": models_tmp}
+
+
+@pytest.fixture(scope="module")
+def fitted(shipped_run):
+    return json.loads((shipped_run["models"] / normative.FILE_NAME).read_text())
 
 
 def test_shipped_model_is_checksummed_json(shipped):
@@ -119,13 +136,10 @@ def test_sex_term_moves_the_curves(table):
     assert np.all((np.minimum(f, m) <= u + 1e-12) & (u <= np.maximum(f, m) + 1e-12))
 
 
-def test_train_normative_command_ships_with_checksum(tmp_path, monkeypatch, capsys):
-    models_tmp = tmp_path / "models"
-    models_tmp.mkdir()
-    shutil.copy(models.models_dir() / "manifest.json", models_tmp / "manifest.json")
-    monkeypatch.setenv("BRAINAGE_MODELS_DIR", str(models_tmp))
-    assert cli.main(["train-normative", "--table", str(TABLE), "--out", str(tmp_path / "run"), "--ship"]) == 0
-    out = capsys.readouterr().out
+def test_train_normative_command_ships_with_checksum(shipped_run):
+    models_tmp = shipped_run["models"]
+    assert shipped_run["code"] == 0
+    out = shipped_run["out"]
     assert "| variable | model |" in out and "**gap**" in out
     entry = models.read_manifest(models_tmp)["files"][normative.FILE_NAME]
     assert entry["sha256"] == models.sha256(models_tmp / normative.FILE_NAME)
