@@ -4,7 +4,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup clean benchmarks
+.PHONY: demo test setup clean benchmarks system-deps
+
+# What the report tests look with: headless Chromium and poppler's pdftoppm; WeasyPrint needs
+# Pango. Installed with apt when missing (root or sudo); when that fails, `make test` fails.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	@if ! command -v chromium >/dev/null || ! command -v pdftoppm >/dev/null \
+	    || ! ldconfig -p | grep -q libpangoft2-1.0; then \
+	  echo "installing chromium, poppler-utils and WeasyPrint's libraries (apt)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium poppler-utils \
+	    libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core; \
+	fi
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +30,14 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/brainage predict --sample
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q Testing
 
 benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/segmentation.py
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/age.py
+	$(BIN)/python benchmarks/report.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -15,6 +15,7 @@ COLUMNS = ["input", "predicted_age", "predicted_age_volumes", "predicted_age_cnn
 
 SAMPLE = Path(__file__).resolve().parent.parent / "Resources" / "SampleData" / "IXI012-HH-1211_T1.nii.gz"
 SAMPLE_AGE = 38.78   # years, from the IXI demographics
+SAMPLE_SEX = "M"
 DEFAULT_DATA = Path("..") / "shared" / "data"
 
 
@@ -142,6 +143,7 @@ def cmd_predict(args) -> int:
             raise ArgumentError(f"--output: cannot write {args.output}: {e.strerror}") from None
         writer = csv.DictWriter(out_f, fieldnames=COLUMNS)
         writer.writeheader()
+    reporter = _reporter(args, ages) if args.report else None
     bar = None
     if len(inputs) > 1 and not args.quiet:
         from tqdm import tqdm
@@ -167,6 +169,8 @@ def cmd_predict(args) -> int:
             failed += 1
             row = error_row(path, f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e),
                             time.perf_counter() - t0, age)
+        if reporter is not None:
+            failed += _add_report(reporter, path, row, None if row["qc"].startswith("error") else result)
         if args.output:
             writer.writerow(row)
             out_f.flush()
@@ -176,11 +180,38 @@ def cmd_predict(args) -> int:
             bar.update(1)
     if bar:
         bar.close()
+    if reporter is not None:
+        failed += _add_report(reporter, None, None, None)
     if args.output:
         out_f.close()
         print(f"wrote {len(inputs)} row(s) to {args.output}" + (f"; {failed} failed" if failed else ""),
               file=sys.stderr)
     return 1 if failed else 0
+
+
+def _reporter(args, ages: dict):
+    """The report writer of ``--report DIR`` (sex from a ``sex`` column of ``--ages``)."""
+    from .report import BatchReporter, read_sexes
+    sexes = read_sexes(args.ages) if args.ages else ({str(SAMPLE): SAMPLE_SEX} if args.sample else {})
+    try:
+        return BatchReporter(args.report, sex_of=lambda p: match_age(sexes, p))
+    except OSError as e:
+        raise ArgumentError(f"--report: cannot write to {args.report}: {e.strerror}") from None
+
+
+def _add_report(reporter, path, row, result) -> int:
+    """Write one input's report (or, with ``path`` None, the cohort report); 1 if that failed."""
+    try:
+        paths = reporter.add(path, row, result) if path is not None else reporter.finish()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:   # a report that cannot be written must not stop the batch
+        print(f"brainage: error: report for {path or 'the cohort'} not written: {type(e).__name__}: {e}",
+              file=sys.stderr)
+        return 1
+    for p in paths.values():
+        print(f"wrote {p}", file=sys.stderr)
+    return 0
 
 
 def read_site_offset(path: str):
@@ -326,6 +357,25 @@ def cmd_train_tissue_definition(args) -> int:
     return 0
 
 
+def cmd_train_normative(args) -> int:
+    """Centile curves of the healthy cohort from the normative table; prints the calibration."""
+    from .normative import FILE_NAME, calibration_markdown, train_normative
+    path = Path(args.out) / FILE_NAME
+    model = train_normative(args.table, path, log=lambda m: print(m, flush=True))
+    print("share of test subjects (%) below each centile curve (selected model in bold):")
+    print(calibration_markdown(model))
+    print(f"wrote {path}")
+    if args.ship:
+        t = model["training"]
+        _ship({FILE_NAME: path}, {"training": f"{args.table}: {t['n']} healthy training subjects "
+                                  f"({', '.join(t['sites'])}), ages {t['age_range'][0]:g}-{t['age_range'][1]:g}",
+                                  "calibration_test_n": t["n_test"],
+                                  "selected": {k: v["method"] for k, v in model["variables"].items()},
+                                  "max_abs_dev_points": {r["variable"]: r["max_abs_dev"]
+                                                         for r in model["calibration"] if r.get("selected")}})
+    return 0
+
+
 def cmd_evaluate_segmentation(args) -> int:
     from .evaluation import evaluate_segmentation
     evaluate_segmentation(Path(args.data) / "camcan", args.out, split=args.split)
@@ -389,6 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--site-offset", metavar="JSON",
                     help="a scanner's calibration from its healthy controls (brainage calibrate-site) or "
                          "its age offset (brainage site-offset)")
+    pr.add_argument("--report", metavar="DIR", help="write a report per input (HTML and PDF) and, for "
+                    "several inputs, a cohort report into DIR")
     pr.set_defaults(func=cmd_predict)
     cs = sub.add_parser("calibrate-site", help="calibrate BrainAge to a scanner from its healthy "
                         "controls' scans and ages (features and ages); use with predict --site-offset")
@@ -438,6 +490,15 @@ def build_parser() -> argparse.ArgumentParser:
     for t in (tc, ta):
         t.add_argument("--sites", default="camcan,ixi",
                        help="training sites, comma-separated: camcan (reg_train), ixi (ixi120)")
+    tn = sub.add_parser("train-normative", help="fit the centile curves of the healthy cohort "
+                        "(tissue fractions and brain-age gap against age) from the normative table")
+    tn.add_argument("--table", default="runs/age-model/normative_table.csv",
+                    help="CSV: subject_id, site, sex, age, split (train|test), predicted_age, csf_frac, "
+                         "gm_frac, wm_frac")
+    tn.add_argument("--out", default="runs/normative")
+    tn.add_argument("--ship", action="store_true", help="copy normative.json into Resources/Models "
+                    "and record it in manifest.json")
+    tn.set_defaults(func=cmd_train_normative)
     for name, func in (("evaluate-segmentation", cmd_evaluate_segmentation),
                        ("evaluate-age", cmd_evaluate_age)):
         e = sub.add_parser(name, help=f"{name.split('-')[1]} metrics on the held-out test split")
