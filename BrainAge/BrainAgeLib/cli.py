@@ -9,6 +9,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from .ages import match_age
+from .outputs import Interrupted, catch_signals, restore_signals, signal_name
+from .outputs import input_stem  # noqa: F401  (kept: part of the module's old API)
+
 COLUMNS = ["input", "predicted_age", "predicted_age_volumes", "predicted_age_cnn", "interval_low",
            "interval_high", "chronological_age", "brain_age_gap", "gm_ml", "wm_ml", "csf_ml",
            "tiv_ml", "qc", "seconds"]
@@ -22,47 +26,13 @@ class ArgumentError(Exception):
     """Bad command-line arguments (exit status 2)."""
 
 
-def input_stem(path: str) -> str:
-    """File name without its image suffix (``a/b/sub01_T1.nii.gz`` -> ``sub01_T1``)."""
-    name = Path(path.rstrip("/\\")).name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def read_ages(path: str) -> dict[str, float]:
-    """Chronological ages from a CSV with an ``age`` column and one of ``input``,
-    ``subject_id`` or ``id``; keys are matched to inputs by path, file name or stem prefix."""
+    """Chronological ages (years) by id from ``--ages`` (rules in :mod:`BrainAgeLib.ages`)."""
+    from .ages import AgesError, read_ages as _read
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as e:
-        raise ArgumentError(f"--ages: cannot read {path}: {e.strerror}") from None
-    if not rows or "age" not in rows[0]:
-        raise ArgumentError(f"--ages: {path} needs an 'age' column")
-    key = next((k for k in ("input", "subject_id", "id") if k in rows[0]), None)
-    if key is None:
-        raise ArgumentError(f"--ages: {path} needs an 'input', 'subject_id' or 'id' column")
-    out = {}
-    for r in rows:
-        try:
-            out[r[key]] = float(r["age"])
-        except ValueError:
-            raise ArgumentError(f"--ages: age {r['age']!r} of {r[key]} is not a number") from None
-    return out
-
-
-def match_age(ages: dict[str, float], path: str) -> float | None:
-    if path in ages:
-        return ages[path]
-    stem = input_stem(path)
-    if Path(path).name in ages:
-        return ages[Path(path).name]
-    if stem in ages:
-        return ages[stem]
-    hits = [k for k in ages if stem.startswith(k)]
-    return ages[max(hits, key=len)] if hits else None
+        return _read(path)
+    except AgesError as e:
+        raise ArgumentError(f"--ages: {e}") from None
 
 
 def _fmt(v, digits=2):
@@ -108,85 +78,154 @@ def summary(row: dict) -> str:
     return "\n".join(lines)
 
 
-def cmd_predict(args) -> int:
-    import time
-    import SimpleITK as sitk
-    from .io import expand_inputs
-    from .pipeline import apply_site_offset, predict
-    if args.sample:
-        if args.inputs:
-            raise ArgumentError("--sample takes no INPUT")
-        inputs = [str(SAMPLE)]
-    else:
-        if not args.inputs:
-            raise ArgumentError("give at least one INPUT (file, DICOM folder, folder or glob) or --sample")
-        inputs = expand_inputs(args.inputs)
-        if not inputs:
-            raise ArgumentError("no input matched")
-    ages = read_ages(args.ages) if args.ages else {}
-    site = read_site_offset(args.site_offset) if args.site_offset else None
-    if site is not None:
-        print(f"applying the site offset of {args.site_offset}: {site.offset:+.2f} years "
-              f"({site.n} controls)", file=sys.stderr)
-    if args.sample and not ages:
-        ages = {str(SAMPLE): SAMPLE_AGE}
-    if args.labels_dir:
-        Path(args.labels_dir).mkdir(parents=True, exist_ok=True)
-    if args.output:
-        try:
-            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-            out_f = open(args.output, "w", newline="", encoding="utf-8")
-        except OSError as e:
-            raise ArgumentError(f"--output: cannot write {args.output}: {e.strerror}") from None
-        writer = csv.DictWriter(out_f, fieldnames=COLUMNS)
-        writer.writeheader()
-    bar = None
-    if len(inputs) > 1 and not args.quiet:
-        from tqdm import tqdm
-        bar = tqdm(total=len(inputs), unit="scan", desc="brainage", file=sys.stderr)
-    failed = 0
-    for path in inputs:
-        t0 = time.perf_counter()
-        age = match_age(ages, path)
-        try:
-            result = predict(path, skull_stripped=True if args.skull_stripped else None,
-                             chronological_age=age, approach=args.approach, tissues=args.tissues,
-                             device=args.device)
-            if site is not None:
-                result = apply_site_offset(result, site)
-            row = result_row(path, result)
-            if args.labels_dir:
-                sitk.WriteImage(result.labels,
-                                str(Path(args.labels_dir) / f"{input_stem(path)}_tissues.nii.gz"),
-                                useCompression=True)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as e:   # one bad scan must not stop a cohort
-            failed += 1
-            row = error_row(path, f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e),
-                            time.perf_counter() - t0, age)
+def _prepare_outputs(args, inputs: list[str]):
+    """Check every output against the inputs and open the results CSV, before any work.
+    Returns ``(label paths or None, ResultsCSV or None)``; OutputError becomes exit 2."""
+    from .outputs import OutputError, ResultsCSV, check_outputs_do_not_touch_inputs, label_paths
+    if (args.resume or args.overwrite) and not args.output:
+        raise ArgumentError("--resume and --overwrite need --output")
+    labels = None
+    try:
+        written = []
+        if args.labels_dir:
+            if Path(args.labels_dir).exists() and not Path(args.labels_dir).is_dir():
+                raise OutputError(f"--labels-dir {args.labels_dir} is a file, not a folder")
+            labels = label_paths(inputs, args.labels_dir)
+            written += list(labels.values())
+        results = None
         if args.output:
-            writer.writerow(row)
-            out_f.flush()
+            results = ResultsCSV(args.output, COLUMNS,
+                                 mode="resume" if args.resume else "overwrite" if args.overwrite else "new")
+            written += [args.output, results.lock_path]
+        check_outputs_do_not_touch_inputs(inputs, written, input_patterns=args.inputs)
+        if args.labels_dir:
+            try:
+                Path(args.labels_dir).mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OutputError(f"--labels-dir: cannot create {args.labels_dir}: {e.strerror}") from None
+        if results is not None:
+            results.open()
+    except OutputError as e:
+        raise ArgumentError(str(e)) from None
+    return labels, results
+
+
+def _unique(inputs: list[str]) -> list[str]:
+    """Inputs in order, each file once (the same path given twice, or by a glob and by name)."""
+    seen, out = set(), []
+    for p in inputs:
+        key = os.path.normcase(os.path.abspath(p.rstrip("/\\") or p))
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+def cmd_predict(args) -> int:
+    """Predict every input; rows are appended as inputs finish (see README: Batches and safety)."""
+    old_handlers = catch_signals()
+    results = bar = path = None
+    done = total = 0
+    try:
+        import time
+        from .io import expand_inputs
+        from .outputs import atomic_write_image
+        from .pipeline import apply_site_offset, predict
+        if args.sample:
+            if args.inputs:
+                raise ArgumentError("--sample takes no INPUT")
+            inputs = [str(SAMPLE)]
         else:
-            (bar.write if bar else print)(summary(row))
+            if not args.inputs:
+                raise ArgumentError("give at least one INPUT (file, DICOM folder, folder or glob) or --sample")
+            inputs = _unique(expand_inputs(args.inputs))
+            if not inputs:
+                raise ArgumentError("no input matched")
+        ages = read_ages(args.ages) if args.ages else {}
+        site = read_site_offset(args.site_offset) if args.site_offset else None
+        if args.sample and not ages:
+            ages = {str(SAMPLE): SAMPLE_AGE}
+        labels, results = _prepare_outputs(args, inputs)
+        total = len(inputs)
+        if ages:
+            unmatched = [p for p in inputs if match_age(ages, p) is None]
+            if unmatched:
+                print(f"{len(unmatched)} of {len(inputs)} input(s) have no age in {args.ages} (an id "
+                      "must be the whole path, the file name with or without its suffix, or the BIDS "
+                      f"sub-<label>), e.g. {unmatched[0]}", file=sys.stderr)
+        if site is not None:
+            print(f"applying the site offset of {args.site_offset}: {site.offset:+.2f} years "
+                  f"({site.n} controls)", file=sys.stderr)
+        todo = [p for p in inputs if results is None or not results.is_done(p)]
+        done = len(inputs) - len(todo)
+        if done:
+            print(f"resuming {args.output}: {done} of {len(inputs)} input(s) already done", file=sys.stderr)
+        if len(todo) > 1 and not args.quiet:
+            from tqdm import tqdm
+            bar = tqdm(total=len(todo), unit="scan", desc="brainage", file=sys.stderr)
+        failed = unwritten = 0
+        for path in todo:
+            t0 = time.perf_counter()
+            age = match_age(ages, path)
+            result = None
+            try:
+                result = predict(path, skull_stripped=True if args.skull_stripped else None,
+                                 chronological_age=age, approach=args.approach, tissues=args.tissues,
+                                 device=args.device)
+                if site is not None:
+                    result = apply_site_offset(result, site)
+                row = result_row(path, result)
+            except Exception as e:   # one bad scan must not stop a cohort (signals are not Exception)
+                failed += 1
+                row = error_row(path, f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e),
+                                time.perf_counter() - t0, age)
+            if labels is not None and result is not None:
+                try:
+                    atomic_write_image(result.labels, labels[path])
+                except (OSError, RuntimeError) as e:   # keep the age; say the map is missing
+                    unwritten += 1
+                    why = getattr(e, "strerror", None) or str(e).strip().splitlines()[-1]
+                    note = f"label map not written ({labels[path]}: {why})".replace(";", ",")
+                    row["qc"] = note if row["qc"] == "ok" else row["qc"] + ";" + note
+            if results is not None:
+                results.append(row)
+            else:
+                (bar.write if bar else print)(summary(row))
+            done += 1
+            path = None
+            if bar:
+                bar.update(1)
         if bar:
-            bar.update(1)
-    if bar:
-        bar.close()
-    if args.output:
-        out_f.close()
-        print(f"wrote {len(inputs)} row(s) to {args.output}" + (f"; {failed} failed" if failed else ""),
-              file=sys.stderr)
-    return 1 if failed else 0
+            bar.close()
+            bar = None
+        if results is not None:
+            print(f"wrote {len(todo)} row(s) to {args.output}" + (f"; {failed} failed" if failed else "")
+                  + (f"; {unwritten} label map(s) not written" if unwritten else ""), file=sys.stderr)
+        return 1 if failed or unwritten else 0
+    except Interrupted as sig:
+        if bar:
+            bar.close()
+        where = f" during {path}" if path else ""
+        more = f"; {done} of {total} input(s) done" if total else ""
+        hint = "; run the same command with --resume to continue" if results is not None else ""
+        print(f"brainage: stopped by {signal_name(sig.signum)}{where}{more}{hint}", file=sys.stderr)
+        return 128 + sig.signum
+    finally:
+        if results is not None:
+            results.close()
+        restore_signals(old_handlers)
 
 
 def read_site_offset(path: str):
     """A :class:`~BrainAgeLib.regression.SiteOffset` from its JSON file (ArgumentError if unusable)."""
     import json
     from .regression import SiteOffset
+
+    def no_constants(name: str):
+        raise ValueError(f"{name} is not valid JSON")
     try:
-        return SiteOffset.from_dict(json.loads(Path(path).read_text()))
+        return SiteOffset.from_dict(json.loads(Path(path).read_text(encoding="utf-8"),
+                                               parse_constant=no_constants))
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ArgumentError(f"--site-offset: cannot use {path}: {e}") from None
 
@@ -324,10 +363,19 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="brain age of T1 images (files, DICOM folders, folders, globs)")
     pr.add_argument("inputs", nargs="*", metavar="INPUT")
     pr.add_argument("--sample", action="store_true", help="run on the bundled sample T1")
-    pr.add_argument("--output", "-o", help="write a CSV (default: print a summary, write nothing)")
-    pr.add_argument("--labels-dir", help="write <input>_tissues.nii.gz label maps here")
+    pr.add_argument("--output", "-o", help="write a CSV, one row appended per finished input "
+                    "(default: print a summary, write nothing); an existing file needs --resume or "
+                    "--overwrite")
+    mode = pr.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="keep the rows already in --output and "
+                      "process only the inputs missing from it (a stopped batch continues)")
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    pr.add_argument("--labels-dir", help="write <input>_tissues.nii.gz label maps here (inputs "
+                    "from several folders keep their folders below it; see README)")
     pr.add_argument("--skull-stripped", action="store_true", help="inputs are already brain-extracted")
-    pr.add_argument("--ages", help="CSV of chronological ages (columns input|subject_id|id, age)")
+    pr.add_argument("--ages", help="CSV/TSV of chronological ages: an age column and an id column "
+                    "(input|subject_id|participant_id|id) matching the whole path, file name, name "
+                    "without suffix or BIDS sub-<label> exactly")
     pr.add_argument("--approach", choices=["ensemble", "volumes", "image"], default="ensemble")
     pr.add_argument("--tissues", choices=["camcan", "dlmuse"], default="camcan",
                     help="tissue definition of the labels and volumes: camcan (the training labels': "
@@ -407,6 +455,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as e:   # e.g. a mismatched --resume
         print(f"brainage: error: {e}", file=sys.stderr)
         return 1
+    except (KeyboardInterrupt, Interrupted) as e:
+        signum = getattr(e, "signum", 2)
+        print(f"brainage: stopped by {signal_name(signum)}", file=sys.stderr)
+        return 128 + signum
     return 2
 
 

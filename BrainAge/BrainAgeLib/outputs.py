@@ -20,6 +20,8 @@ The small API that ``brainage predict`` (and any other batch runner) builds on:
   ``filelock``), header first, then one row appended, flushed and fsync'ed per finished input;
   ``mode="resume"`` reads back the rows already there. Cells are escaped against spreadsheet
   formula injection (OWASP).
+* :func:`catch_signals` turns SIGINT/SIGTERM into :class:`Interrupted`, so that clean-up runs and
+  the command can exit 130/143 with one line.
 """
 from __future__ import annotations
 
@@ -197,6 +199,17 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _file_mode(path: Path) -> int:
+    """The mode a new file gets (umask applied), or the replaced file's mode
+    (mkstemp creates 0600)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 def _atomic(path: str | os.PathLike, write) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -204,6 +217,7 @@ def _atomic(path: str | os.PathLike, write) -> Path:
     try:
         write(tmp)
         _fsync_path(tmp)
+        os.chmod(tmp, _file_mode(path))
         os.replace(tmp, path)
     except BaseException:   # also KeyboardInterrupt and signals: leave no partial file behind
         tmp.unlink(missing_ok=True)
@@ -368,6 +382,50 @@ class ResultsCSV:
             self._lock = None
 
 
+# --------------------------------------------------------------------------- signals
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived. Raised by the handler of :func:`catch_signals`, so that every
+    ``finally`` (e.g. the temporary-file clean-up of :func:`atomic_write_image`) runs; not an
+    ``Exception``, so per-input ``except Exception`` blocks do not swallow it. Exit with
+    ``128 + signum`` (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum, frame):
+    raise Interrupted(signum)
+
+
+def catch_signals() -> dict:
+    """Turn SIGINT and SIGTERM into :class:`Interrupted` (main thread only); returns the previous
+    handlers for :func:`restore_signals`."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def restore_signals(old: dict) -> None:
+    """Put back the handlers that :func:`catch_signals` replaced."""
+    import signal
+    for s, h in old.items():
+        signal.signal(s, h)
+
+
+def signal_name(signum: int) -> str:
+    """``SIGTERM`` for 15."""
+    import signal
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 __all__ = ["OutputError", "OutputLockedError", "input_stem", "label_paths", "label_path_for",
            "check_outputs_do_not_touch_inputs", "atomic_write_text", "atomic_write_image",
-           "escape_cell", "ResultsCSV", "LABEL_SUFFIX"]
+           "escape_cell", "ResultsCSV", "LABEL_SUFFIX", "Interrupted", "catch_signals",
+           "restore_signals", "signal_name"]
