@@ -121,16 +121,36 @@ def _unique(inputs: list[str]) -> list[str]:
     return out
 
 
+def _log_line(bar):
+    """Print a line to stderr without breaking the progress bar."""
+    return (lambda m: bar.write(m, file=sys.stderr)) if bar else (lambda m: print(m, file=sys.stderr))
+
+
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """--workers / --scheduler (README: Cohorts)."""
+    def positive(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+        return n
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=positive, metavar="N", help="run the scans on a local Dask cluster "
+                   "of N worker processes (one torch thread each); default: one after another in "
+                   "this process")
+    g.add_argument("--scheduler", metavar="ADDRESS", help="run the scans on a running Dask cluster "
+                   "(e.g. tcp://10.0.0.5:8786, or a dask-jobqueue SLURMCluster's scheduler)")
+
+
 def cmd_predict(args) -> int:
     """Predict every input; rows are appended as inputs finish (see README: Batches and safety)."""
     old_handlers = catch_signals()
     results = bar = path = None
     done = total = 0
     try:
-        import time
         from .io import expand_inputs
-        from .outputs import atomic_write_image
-        from .pipeline import apply_site_offset, predict
         if args.sample:
             if args.inputs:
                 raise ArgumentError("--sample takes no INPUT")
@@ -164,35 +184,24 @@ def cmd_predict(args) -> int:
             from tqdm import tqdm
             bar = tqdm(total=len(todo), unit="scan", desc="brainage", file=sys.stderr)
         failed = unwritten = 0
-        for path in todo:
-            t0 = time.perf_counter()
-            age = match_age(ages, path)
-            result = None
-            try:
-                result = predict(path, skull_stripped=True if args.skull_stripped else None,
-                                 chronological_age=age, approach=args.approach, tissues=args.tissues,
-                                 device=args.device)
-                if site is not None:
-                    result = apply_site_offset(result, site)
-                row = result_row(path, result)
-            except Exception as e:   # one bad scan must not stop a cohort (signals are not Exception)
-                failed += 1
-                row = error_row(path, f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e),
-                                time.perf_counter() - t0, age)
-            if labels is not None and result is not None:
-                try:
-                    atomic_write_image(result.labels, labels[path])
-                except (OSError, RuntimeError) as e:   # keep the age; say the map is missing
-                    unwritten += 1
-                    why = getattr(e, "strerror", None) or str(e).strip().splitlines()[-1]
-                    note = f"label map not written ({labels[path]}: {why})".replace(";", ",")
-                    row["qc"] = note if row["qc"] == "ok" else row["qc"] + ";" + note
+        from .cohort import ScanJob, predict_scan, run_jobs
+        options = dict(skull_stripped=True if args.skull_stripped else None, approach=args.approach,
+                       tissues=args.tissues, device=args.device)
+        jobs = [ScanJob(key=p, path=p, chronological_age=match_age(ages, p), options=options,
+                        site_offset=site.to_dict() if site is not None else None,
+                        labels_path=str(labels[p]) if labels is not None else None) for p in todo]
+        path = None if (args.workers or args.scheduler) else (todo[0] if todo else None)
+        for i, (job, row) in enumerate(run_jobs(predict_scan, jobs, workers=args.workers,
+                                                scheduler=args.scheduler, log=_log_line(bar))):
+            failed += row.pop("_failed")
+            unwritten += row.pop("_unwritten")
             if results is not None:
                 results.append(row)
             else:
                 (bar.write if bar else print)(summary(row))
             done += 1
-            path = None
+            if path is not None:   # in this process, scans run in order: the next one starts
+                path = todo[i + 1] if i + 1 < len(todo) else None
             if bar:
                 bar.update(1)
         if bar:
@@ -213,6 +222,63 @@ def cmd_predict(args) -> int:
     finally:
         if results is not None:
             results.close()
+        restore_signals(old_handlers)
+
+
+def cmd_bids(args) -> int:
+    """The BIDS App: participant level (scans -> derivative), group level (cohort table, figures)."""
+    from . import bids
+    try:
+        if args.analysis_level == "group":
+            if args.participant_label or args.session_label or args.bids_filter_file:
+                raise ArgumentError("the group level takes every scan in OUTPUT_DIR: no labels or filter")
+            bids.prepare_output(args.bids_dir, args.output_dir)
+            s = bids.write_group(args.output_dir)
+            qc = ", ".join(f"{k} {v}" for k, v in s["qc"].items() if v)
+            gap = (f"; mean gap {s['mean_gap']:+.2f} y, MAE {s['mae']:.2f} y over {s['with_age']} "
+                   "scans with an age" if "mean_gap" in s else "")
+            print(f"{s['scans']} scan(s) in {Path(args.output_dir) / 'brainage.tsv'} (QC: {qc}){gap}; "
+                  f"figures in {Path(args.output_dir) / 'figures'}", file=sys.stderr)
+            return 0
+        scans = bids.find_scans(args.bids_dir, args.participant_label, args.session_label,
+                                args.bids_filter_file)
+        out = bids.prepare_output(args.bids_dir, args.output_dir)
+        options = dict(skull_stripped=True if args.skull_stripped else None, approach=args.approach,
+                       tissues=args.tissues, device=args.device)
+        todo = scans if args.overwrite else [s for s in scans if not bids.is_done(out, s, options)]
+    except bids.BidsError as e:
+        raise ArgumentError(str(e)) from None
+    print(f"{len(scans)} T1w scan(s) in {args.bids_dir}; {len(scans) - len(todo)} already in "
+          f"{args.output_dir}, {len(todo)} to do", file=sys.stderr)
+    old_handlers = catch_signals()
+    bar = None
+    done = failed = 0
+    try:
+        from .cohort import run_jobs
+        if len(todo) > 1 and not args.quiet:
+            from tqdm import tqdm
+            bar = tqdm(total=len(todo), unit="scan", desc="brainage bids", file=sys.stderr)
+        for job, row in run_jobs(bids.process_scan, bids.scan_jobs(todo, out, options),
+                                 workers=args.workers, scheduler=args.scheduler, log=_log_line(bar)):
+            failed += row.pop("_failed")
+            done += 1
+            if row["qc"].startswith("error"):
+                (bar.write if bar else print)(f"{job.key}: {row['qc']}", file=sys.stderr)
+            if bar:
+                bar.update(1)
+        if bar:
+            bar.close()
+            bar = None
+        print(f"wrote {done} scan(s) to {args.output_dir}" + (f"; {failed} failed" if failed else ""),
+              file=sys.stderr)
+        return 1 if failed else 0
+    except Interrupted as sig:
+        if bar:
+            bar.close()
+        print(f"brainage: stopped by {signal_name(sig.signum)}; {done} of {len(todo)} scan(s) done; "
+              "run the same command again to continue", file=sys.stderr)
+        return 128 + sig.signum
+    finally:
         restore_signals(old_handlers)
 
 
@@ -385,7 +451,28 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     pr.add_argument("--site-offset", metavar="JSON",
                     help="subtract a scanner's offset fitted on its healthy controls (brainage site-offset)")
+    add_cluster_options(pr)
     pr.set_defaults(func=cmd_predict)
+    bd = sub.add_parser("bids", help="BIDS App: brain age of every T1w scan of a BIDS dataset, "
+                        "written as a BIDS derivative (participant), then the cohort table (group)")
+    bd.add_argument("bids_dir", help="the BIDS dataset (read only)")
+    bd.add_argument("output_dir", help="the derivative to write, e.g. BIDS_DIR/derivatives/brainage")
+    bd.add_argument("analysis_level", choices=["participant", "group"])
+    bd.add_argument("--participant-label", "--participant_label", nargs="+", metavar="LABEL",
+                    help="only these subjects (with or without sub-)")
+    bd.add_argument("--session-label", "--session_label", nargs="+", metavar="LABEL",
+                    help="only these sessions (with or without ses-)")
+    bd.add_argument("--bids-filter-file", metavar="JSON", help='select the T1w images as fMRIPrep '
+                    'does: {"t1w": {"acquisition": "mprage", "run": 1}}')
+    bd.add_argument("--skull-stripped", action="store_true", help="scans are already brain-extracted")
+    bd.add_argument("--approach", choices=["ensemble", "volumes", "image"], default="ensemble")
+    bd.add_argument("--tissues", choices=["camcan", "dlmuse"], default="camcan")
+    bd.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    bd.add_argument("--overwrite", action="store_true", help="redo the scans already in OUTPUT_DIR "
+                    "(default: skip them, so that a stopped run continues)")
+    bd.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_cluster_options(bd)
+    bd.set_defaults(func=cmd_bids)
     so = sub.add_parser("site-offset", help="fit a scanner's brain-age offset from its healthy "
                         "controls (a predict CSV made with --ages)")
     so.add_argument("results", help="CSV written by brainage predict --output ... --ages ...")
