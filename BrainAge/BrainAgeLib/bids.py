@@ -264,8 +264,9 @@ def prepare_output(bids_dir: str | os.PathLike, output_dir: str | os.PathLike) -
         atomic_write_text(_tsv(["index", "name", "abbreviation", "color"],
                                [dict(zip(("index", "name", "abbreviation", "color"), lab))
                                 for lab in LABELS]), out / f"desc-{DESC}_dseg.tsv")
-        atomic_write_text(json.dumps({"Description": "tissue labels of brainage (0 background, "
-                                     "1 CSF, 2 GM, 3 WM)"}, indent=2) + "\n", out / f"desc-{DESC}_dseg.json")
+        atomic_write_text(json.dumps({"Description": "tissue labels of brainage on the source scan's grid "
+                                     "(0 background, 1 CSF, 2 GM, 3 WM); TissueDefinition: camcan (the "
+                                     "training labels') or dlmuse (DLMUSE's)"}, indent=2) + "\n", out / f"desc-{DESC}_dseg.json")
         atomic_write_text("\n".join(BIDSIGNORE) + "\n", out / ".bidsignore")
         atomic_write_text(README.format(code=CODE_URL, version=__version__), out / "README.md")
     except OSError as e:
@@ -327,10 +328,8 @@ def process_scan(job) -> dict:
         try:
             atomic_write_image(result.labels, files["dseg"])
             atomic_write_text(json.dumps({
-                "Description": f"tissue labels of brainage {__version__} ({result.tissues} tissue "
-                               "definition) on the source scan's grid; lookup table: "
-                               f"desc-{DESC}_dseg.tsv", "Sources": [source],
-                "SpatialReference": source}, indent=2) + "\n", files["dseg_json"])
+                "Sources": [source], "SpatialReference": source, "TissueDefinition": result.tissues,
+                "GeneratedBy": {"Name": "brainage", "Version": __version__}}, indent=2) + "\n", files["dseg_json"])
         except (OSError, RuntimeError) as e:
             why = getattr(e, "strerror", None) or str(e).strip().splitlines()[-1]
             row = {**row, "qc": f"error: cannot write {files['dseg']} ({why})".replace(";", ",")}

@@ -154,7 +154,7 @@ def open_client(workers: int | None = None, scheduler: str | None = None):
     try:
         if scheduler:
             try:
-                client = Client(scheduler, timeout="20s")
+                client = Client(scheduler, timeout="10s")
             except (OSError, TimeoutError, ValueError) as e:
                 raise ClusterError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
         else:
@@ -232,8 +232,11 @@ def run_jobs(fn: Callable[[ScanJob], dict], jobs: Sequence[ScanJob], *, workers:
                 row["_failed"] = True
             fut.release()
             yield job, row
+        peaks = worker_peaks_mb(client)
+        if peaks:
+            say("Dask workers' peak memory (MB): " + ", ".join(f"{peaks[a]:.0f}" for a in sorted(peaks)))
         if stats is not None:
-            stats["worker_peak_mb"] = worker_peaks_mb(client)
+            stats["worker_peak_mb"] = peaks
 
 
 __all__ = ["ALLOWED_FAILURES", "THREADS_PER_WORKER", "ClusterError", "ScanJob", "predict_job",
