@@ -258,17 +258,21 @@ def prepare_output(bids_dir: str | os.PathLike, output_dir: str | os.PathLike) -
             name = None
         if name != "brainage":
             raise BidsError(f"{output_dir} holds another dataset ({desc}); choose an empty folder")
+    files = {desc: json.dumps(dataset_description(bids_dir), indent=2) + "\n",
+             out / f"desc-{DESC}_dseg.tsv": _tsv(["index", "name", "abbreviation", "color"],
+                                                 [dict(zip(("index", "name", "abbreviation", "color"), lab))
+                                                  for lab in LABELS]),
+             out / f"desc-{DESC}_dseg.json": json.dumps({
+                 "Description": "tissue labels of brainage on the source scan's grid (0 background, "
+                                "1 CSF, 2 GM, 3 WM); TissueDefinition: camcan (the training labels') "
+                                "or dlmuse (DLMUSE's)"}, indent=2) + "\n",
+             out / ".bidsignore": "\n".join(BIDSIGNORE) + "\n",
+             out / "README.md": README.format(code=CODE_URL, version=__version__)}
     try:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(json.dumps(dataset_description(bids_dir), indent=2) + "\n", desc)
-        atomic_write_text(_tsv(["index", "name", "abbreviation", "color"],
-                               [dict(zip(("index", "name", "abbreviation", "color"), lab))
-                                for lab in LABELS]), out / f"desc-{DESC}_dseg.tsv")
-        atomic_write_text(json.dumps({"Description": "tissue labels of brainage on the source scan's grid "
-                                     "(0 background, 1 CSF, 2 GM, 3 WM); TissueDefinition: camcan (the "
-                                     "training labels') or dlmuse (DLMUSE's)"}, indent=2) + "\n", out / f"desc-{DESC}_dseg.json")
-        atomic_write_text("\n".join(BIDSIGNORE) + "\n", out / ".bidsignore")
-        atomic_write_text(README.format(code=CODE_URL, version=__version__), out / "README.md")
+        for path, text in files.items():   # a resumed run leaves unchanged files alone
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                atomic_write_text(text, path)
     except OSError as e:
         raise BidsError(f"cannot write {output_dir}: {e.strerror or e}") from None
     return out

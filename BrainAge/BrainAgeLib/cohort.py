@@ -226,8 +226,8 @@ def run_jobs(fn: Callable[[ScanJob], dict], jobs: Sequence[ScanJob], *, workers:
                 row = fut.result()
             else:
                 exc = fut.exception()
-                message = (f"lost after {ALLOWED_FAILURES + 1} tries on the Dask cluster "
-                           f"({type(exc).__name__}: {exc})")
+                message = (f"failed {ALLOWED_FAILURES + 1} tries on the Dask cluster (a lost worker "
+                           f"or an exception: {type(exc).__name__}: {exc})")
                 row = error_row(job.key, message, 0.0, job.chronological_age)
                 row["_failed"] = True
             fut.release()
