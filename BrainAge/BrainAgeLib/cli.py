@@ -163,7 +163,9 @@ def cmd_predict(args) -> int:
         if len(todo) > 1 and not args.quiet:
             from tqdm import tqdm
             bar = tqdm(total=len(todo), unit="scan", desc="brainage", file=sys.stderr)
-        failed = unwritten = 0
+        # the exit status describes the whole CSV, rows of an earlier run included
+        failed = sum(r["qc"].startswith("error") for r in results.rows) if results else 0
+        unwritten = sum("label map not written" in r["qc"] for r in results.rows) if results else 0
         for path in todo:
             t0 = time.perf_counter()
             age = match_age(ages, path)
@@ -199,7 +201,8 @@ def cmd_predict(args) -> int:
             bar.close()
             bar = None
         if results is not None:
-            print(f"wrote {len(todo)} row(s) to {args.output}" + (f"; {failed} failed" if failed else "")
+            print(f"wrote {len(todo)} row(s) to {args.output} ({total} in all)"
+                  + (f"; {failed} failed" if failed else "")
                   + (f"; {unwritten} label map(s) not written" if unwritten else ""), file=sys.stderr)
         return 1 if failed or unwritten else 0
     except Interrupted as sig:
