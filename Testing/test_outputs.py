@@ -222,3 +222,11 @@ def test_signals_become_interrupted_and_are_restored():
     finally:
         outputs.restore_signals(old)
     assert signal.getsignal(signal.SIGTERM) == old[signal.SIGTERM]
+
+
+def test_resume_never_cuts_a_file_that_is_not_ours(tmp_path):
+    other = tmp_path / "notes.csv"
+    other.write_bytes(b"name,value\nlast line without newline")
+    with pytest.raises(OutputError, match="header"):
+        ResultsCSV(other, COLUMNS, mode="resume").open()
+    assert other.read_bytes() == b"name,value\nlast line without newline"
