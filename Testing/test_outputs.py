@@ -196,3 +196,37 @@ def test_results_csv_lock_refuses_a_second_process(tmp_path):
 def test_public_api_listed():
     for name in outputs.__all__:
         assert hasattr(outputs, name)
+
+
+def test_new_files_get_the_usual_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        with ResultsCSV(tmp_path / "r.csv", COLUMNS):
+            pass
+        atomic_write_image(_image(), tmp_path / "l.nii.gz")
+    finally:
+        os.umask(mask)
+    for name in ("r.csv", "l.nii.gz"):     # not mkstemp's 0600
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+
+
+def test_signals_become_interrupted_and_are_restored():
+    import signal
+    old = outputs.catch_signals()
+    try:
+        with pytest.raises(outputs.Interrupted) as stop:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        assert stop.value.signum == signal.SIGTERM and outputs.signal_name(15) == "SIGTERM"
+        assert not isinstance(stop.value, Exception)    # per-input `except Exception` lets it pass
+    finally:
+        outputs.restore_signals(old)
+    assert signal.getsignal(signal.SIGTERM) == old[signal.SIGTERM]
+
+
+def test_resume_never_cuts_a_file_that_is_not_ours(tmp_path):
+    other = tmp_path / "notes.csv"
+    other.write_bytes(b"name,value\nlast line without newline")
+    with pytest.raises(OutputError, match="header"):
+        ResultsCSV(other, COLUMNS, mode="resume").open()
+    assert other.read_bytes() == b"name,value\nlast line without newline"

@@ -197,6 +197,23 @@ def test_mutated_nifti_gives_an_image_or_a_clear_error(tmp_path, edits, cut, gz,
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255)), min_size=1, max_size=4),
+       cut=st.one_of(st.none(), st.integers(0, 3000)))
+def test_mutated_gzip_gives_an_image_or_a_clear_error(tmp_path, edits, cut):
+    data = bytearray(gzip.compress(SMALL, 6))
+    for pos, value in edits:
+        data[pos % len(data)] = value
+    path = tmp_path / "z.nii.gz"
+    path.write_bytes(bytes(data[:cut] if cut is not None else data))
+    try:
+        img = read_image(path)
+    except InputError as e:
+        assert str(e) and "\n" not in str(e)
+        return
+    assert img.GetDimension() == 3
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=600), name=st.sampled_from(["y.nii", "y.nii.gz", "y", "y.nrrd"]))
 def test_random_bytes_give_a_clear_error(tmp_path, data, name):
     path = tmp_path / name

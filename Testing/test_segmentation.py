@@ -12,7 +12,7 @@ from BrainAgeLib import models
 from BrainAgeLib.preprocessing import normalize_intensity
 from BrainAgeLib.resunet import ResBlock, ResUNet3D, pad_to_multiple
 from BrainAgeLib.segmentation import segment_array
-from BrainAgeLib.training import augment_intensity, dice_loss, dice_scores
+from BrainAgeLib.training import augment_batch, dice_loss, dice_scores, synthesize_from_labels
 from BrainAgeLib.volumes import regional_fractions, tissue_volumes_ml, volume_qc
 
 
@@ -60,12 +60,73 @@ def test_dice_scores_and_loss():
     assert float(dice_loss(torch.zeros_like(perfect), target)) > 0.3
 
 
-def test_augmentation_keeps_background():
-    x = torch.zeros(2, 1, 16, 16, 16)
-    x[:, :, 4:12, 4:12, 4:12] = torch.rand(2, 1, 8, 8, 8) + 0.1
-    y = augment_intensity(x, torch.Generator().manual_seed(0))
-    assert (y[x == 0] == 0).all()
-    assert not torch.allclose(y, x)
+def _phantom(n=2, size=24):
+    """Crops of a tissue phantom: WM core, GM shell, CSF rim, background outside (0)."""
+    zz, yy, xx = np.mgrid[:size, :size, :size] - (size - 1) / 2
+    r = np.sqrt(zz ** 2 + yy ** 2 + xx ** 2)
+    lab = np.select([r < 4, r < 7, r < 9], [3, 2, 1], 0).astype(np.int64)
+    img = np.select([lab == 3, lab == 2, lab == 1], [0.9, 0.7, 0.3], 0.0).astype(np.float32)
+    x = torch.from_numpy(img)[None, None].repeat(n, 1, 1, 1, 1)
+    y = torch.from_numpy(lab)[None].repeat(n, 1, 1, 1)
+    return x, y
+
+
+def test_augmentation_changes_images_not_tissues():
+    torch.manual_seed(0)
+    x, y = _phantom(4)
+    gen = torch.Generator().manual_seed(0)
+    xa, ya = augment_batch(x, y, gen, p_real=1.0, p_synth=0.0)
+    assert xa.shape == x.shape and ya.shape == y.shape and ya.dtype == torch.int64
+    assert not torch.allclose(xa, x)                          # another acquisition
+    assert set(ya.unique().tolist()) <= {0, 1, 2, 3}
+    assert (xa >= 0).all() and (xa <= 2).all()
+    # labels move only with spatial transforms: most voxels keep their tissue
+    assert (ya == y).float().mean() > 0.8
+    # the input is not modified in place
+    assert torch.equal(x, _phantom(4)[0])
+    # p = 0: the batch comes back as it was
+    x0, y0 = augment_batch(x, y, gen, p_real=0.0, p_synth=0.0)
+    assert torch.equal(x0, x) and torch.equal(y0, y)
+
+
+def test_domain_randomisation_draws_any_contrast_inside_the_brain():
+    x, y = _phantom(1)
+    fg = (x[0, 0] > 0).float()
+    gen = torch.Generator().manual_seed(1)
+    means = []
+    for _ in range(20):
+        s = synthesize_from_labels(y[0], fg, gen)
+        assert s.shape == (1, *y.shape[1:])
+        assert (s[0][fg == 0] == 0).all()                    # skull-stripped like the inputs
+        means.append([float(s[0][y[0] == c].mean()) for c in (1, 2, 3)])
+    means = np.array(means)
+    # T1-like order (WM > GM > CSF) is only one of the contrasts drawn
+    t1_like = ((means[:, 2] > means[:, 1]) & (means[:, 1] > means[:, 0])).mean()
+    assert 0 < t1_like < 0.6
+    assert means.std(axis=0).min() > 0.1
+
+
+def test_training_checkpoint_round_trip_without_pickle(tmp_path):
+    from BrainAgeLib.resunet import ResUNet3D
+    from BrainAgeLib.training.checkpoints import load_checkpoint, save_checkpoint
+    net = ResUNet3D(widths=(4, 8))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    net(torch.rand(1, 1, 8, 8, 8)).sum().backward()
+    opt.step()
+    gen = torch.Generator().manual_seed(3)
+    state = {"net": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(), "epoch": 2}
+    save_checkpoint(state, tmp_path / "ckpt.safetensors")
+    assert (tmp_path / "ckpt.safetensors.json").exists()
+    back = load_checkpoint(tmp_path / "ckpt.safetensors")
+    assert back["epoch"] == 2
+    assert all(torch.equal(back["net"][k], v) for k, v in net.state_dict().items())
+    opt2 = torch.optim.AdamW(ResUNet3D(widths=(4, 8)).parameters(), lr=1e-3)
+    opt2.load_state_dict(back["opt"])                          # the optimiser state restores
+    g2 = torch.Generator()
+    g2.set_state(back["gen"])
+    assert torch.equal(torch.rand(3, generator=g2), torch.rand(3, generator=gen))
+    # the file is plain safetensors + JSON: no pickle opcode anywhere
+    assert b"\x80\x04" not in (tmp_path / "ckpt.safetensors.json").read_bytes()
 
 
 def test_volumes_ml_use_spacing():
@@ -128,17 +189,13 @@ def test_unknown_tissue_definition_is_refused():
         models.load_tissue_definition("freesurfer")
 
 
-def test_blur_augmentation():
-    from BrainAgeLib.training import augment_blur, gaussian_blur
-    gen = torch.Generator().manual_seed(0)
-    x = torch.zeros(3, 1, 16, 16, 16)
-    x[:, :, 4:12, 4:12, 4:12] = torch.rand(3, 1, 8, 8, 8) + 0.5
-    assert torch.equal(gaussian_blur(x[:1], 0.0), x[:1])
-    b = gaussian_blur(x[:1], 1.0)
-    assert b.shape == x[:1].shape
-    assert b.sum().item() == pytest.approx(x[:1].sum().item(), rel=1e-4)     # mass kept
+def test_gaussian_blur_keeps_mass():
+    from BrainAgeLib.training import gaussian_blur
+    x = torch.zeros(1, 1, 16, 16, 16)
+    x[:, :, 4:12, 4:12, 4:12] = torch.rand(1, 1, 8, 8, 8) + 0.5
+    assert torch.equal(gaussian_blur(x, 0.0), x)
+    b = gaussian_blur(x, 1.0)
+    assert b.shape == x.shape
+    assert b.sum().item() == pytest.approx(x.sum().item(), rel=1e-4)     # mass kept
     inner = (slice(None), slice(None), slice(6, 10), slice(6, 10), slice(6, 10))
-    assert b[inner].std() < 0.6 * x[:1][inner].std()                          # detail smoothed
-    assert torch.equal(augment_blur(x, gen, 0.0, 1.0), x)
-    y = augment_blur(x, gen, 1.0, 1.0)
-    assert y.shape == x.shape and all(not torch.equal(y[i], x[i]) for i in range(3))
+    assert b[inner].std() < 0.6 * x[inner].std()                          # detail smoothed

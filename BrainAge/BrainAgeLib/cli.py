@@ -183,7 +183,9 @@ def cmd_predict(args) -> int:
         if len(todo) > 1 and not args.quiet:
             from tqdm import tqdm
             bar = tqdm(total=len(todo), unit="scan", desc="brainage", file=sys.stderr)
-        failed = unwritten = 0
+        # the exit status describes the whole CSV, rows of an earlier run included
+        failed = sum(r["qc"].startswith("error") for r in results.rows) if results else 0
+        unwritten = sum("label map not written" in r["qc"] for r in results.rows) if results else 0
         from .cohort import ScanJob, predict_scan, run_jobs
         options = dict(skull_stripped=True if args.skull_stripped else None, approach=args.approach,
                        tissues=args.tissues, device=args.device)
@@ -208,7 +210,8 @@ def cmd_predict(args) -> int:
             bar.close()
             bar = None
         if results is not None:
-            print(f"wrote {len(todo)} row(s) to {args.output}" + (f"; {failed} failed" if failed else "")
+            print(f"wrote {len(todo)} row(s) to {args.output} ({total} in all)"
+                  + (f"; {failed} failed" if failed else "")
                   + (f"; {unwritten} label map(s) not written" if unwritten else ""), file=sys.stderr)
         return 1 if failed or unwritten else 0
     except Interrupted as sig:
@@ -326,7 +329,8 @@ def cmd_train_segmentation(args) -> int:
     import json
     from .training import SegmentationConfig, train_segmentation
     cfg = SegmentationConfig(epochs=args.epochs, seed=args.seed, threads=args.threads, lr=args.lr,
-                             blur_prob=args.blur_prob, init_weights=args.init)
+                             p_real=args.p_real, p_synth=args.p_synth,
+                             init_weights=args.init)
     out = Path(args.out)
     weights = train_segmentation(Path(args.data) / "camcan", out, cfg, resume=args.resume,
                                  log=lambda m: print(m, flush=True))
@@ -496,8 +500,12 @@ def build_parser() -> argparse.ArgumentParser:
     ts = training("train-segmentation", cmd_train_segmentation, "train the tissue ResUNet", "runs/segmentation", 14)
     ts.add_argument("--init", metavar="SAFETENSORS", help="fine-tune these weights instead of starting afresh")
     ts.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
-    ts.add_argument("--blur-prob", type=float, default=0.0,
-                    help="share of training crops blurred (Gaussian, sigma up to 2 mm)")
+    ts.add_argument("--p-real", type=float, default=0.0,
+                    help="share of training crops given another acquisition (TorchIO: thick slices, "
+                         "noise, bias, gamma, blur, motion, ghosting)")
+    ts.add_argument("--p-synth", type=float, default=0.0,
+                    help="share of training crops synthesised from their labels with random "
+                         "contrast (domain randomisation)")
     training("train-cnn", cmd_train_cnn, "train approach B's CNN", "runs/cnn", 60)
     ta = training("train-age-model", cmd_train_age_model,
                   "select and fit approach A, calibrate B and the ensemble", "runs/age")

@@ -115,12 +115,13 @@ def nifti_header(path: str | os.PathLike) -> dict | None:
     (plain or gzip), else None. Reads at most 544 (inflated) bytes."""
     import gzip
     import struct
+    import zlib
     try:
         with open(path, "rb") as f:
             gz = f.read(2) == b"\x1f\x8b"
             f.seek(0)
             head = gzip.GzipFile(fileobj=f).read(544) if gz else f.read(544)
-    except (OSError, EOFError, ValueError):
+    except (OSError, EOFError, ValueError, zlib.error):
         return None
     for endian in "<>":
         if len(head) >= 348 and struct.unpack(endian + "i", head[:4])[0] == 348 \

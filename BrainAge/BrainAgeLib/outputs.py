@@ -337,13 +337,9 @@ class ResultsCSV:
 
     def _read_back(self) -> None:
         data = self.path.read_bytes()
-        if not data.endswith(b"\n"):   # a row cut short by a crash: drop it, it is redone
-            cut = data.rfind(b"\n") + 1
-            with open(self.path, "r+b") as f:
-                f.truncate(cut)
-            data = data[:cut]
+        whole = data[:data.rfind(b"\n") + 1]   # a row cut short by a crash is dropped (redone)
         try:
-            rows = list(csv.reader(_io.StringIO(data.decode("utf-8-sig"), newline="")))
+            rows = list(csv.reader(_io.StringIO(whole.decode("utf-8-sig"), newline="")))
         except (UnicodeDecodeError, csv.Error) as e:
             raise OutputError(f"cannot resume {self.path}: not a brainage CSV ({e})") from None
         if not rows or rows[0] != self.columns:
@@ -355,6 +351,9 @@ class ResultsCSV:
             row = dict(zip(self.columns, cells))
             self.rows.append(row)
             self._done.add(row[self.key])
+        if len(whole) < len(data):              # only now that the file is known to be ours
+            with open(self.path, "r+b") as f:
+                f.truncate(len(whole))
 
     # -- use
     def is_done(self, key_value: str) -> bool:
