@@ -38,7 +38,7 @@ def batch(tmp_path_factory):
         shutil.copy(f, folder / f.name)
     (folder / "broken_T1.nii.gz").write_bytes(b"\x1f\x8b\x08not really a gzip file" * 10)
     ages = tmp / "ages.csv"
-    ages.write_text("subject_id,age\n" + "".join(f"{f.name[:14]},{40 + i}\n" for i, f in enumerate(FIXTURES[:2])))
+    ages.write_text("subject_id,age\n" + "".join(f"{f.name[:-7]},{40 + i}\n" for i, f in enumerate(FIXTURES[:2])))
     before = {f.name: f.read_bytes() for f in folder.iterdir()}
     out = tmp / "results.csv"
     proc = run_cli("predict", str(folder), "--output", str(out), "--ages", str(ages),
@@ -187,4 +187,5 @@ def test_ages_csv_from_a_spreadsheet(tmp_path):
     f.write_bytes("subject_id,age\r\nMüller_01,63.5\r\nIXI014,34.24\r\n".encode("utf-8-sig"))
     ages = cli.read_ages(str(f))
     assert ages == {"Müller_01": 63.5, "IXI014": 34.24}
-    assert cli.match_age(ages, "/data/Müller_01_T1.nii.gz") == 63.5
+    assert cli.match_age(ages, "/data/Müller_01.nii.gz") == 63.5
+    assert cli.match_age(ages, "/data/Müller_01_T1.nii.gz") is None     # never a prefix

@@ -9,6 +9,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from .ages import match_age
+from .outputs import Interrupted, catch_signals, restore_signals, signal_name
+from .outputs import input_stem  # noqa: F401  (kept: part of the module's old API)
+
 COLUMNS = ["input", "predicted_age", "predicted_age_volumes", "predicted_age_cnn", "interval_low",
            "interval_high", "chronological_age", "brain_age_gap", "gm_ml", "wm_ml", "csf_ml",
            "tiv_ml", "qc", "seconds"]
@@ -23,47 +27,13 @@ class ArgumentError(Exception):
     """Bad command-line arguments (exit status 2)."""
 
 
-def input_stem(path: str) -> str:
-    """File name without its image suffix (``a/b/sub01_T1.nii.gz`` -> ``sub01_T1``)."""
-    name = Path(path.rstrip("/\\")).name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def read_ages(path: str) -> dict[str, float]:
-    """Chronological ages from a CSV with an ``age`` column and one of ``input``,
-    ``subject_id`` or ``id``; keys are matched to inputs by path, file name or stem prefix."""
+    """Chronological ages (years) by id from ``--ages`` (rules in :mod:`BrainAgeLib.ages`)."""
+    from .ages import AgesError, read_ages as _read
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as e:
-        raise ArgumentError(f"--ages: cannot read {path}: {e.strerror}") from None
-    if not rows or "age" not in rows[0]:
-        raise ArgumentError(f"--ages: {path} needs an 'age' column")
-    key = next((k for k in ("input", "subject_id", "id") if k in rows[0]), None)
-    if key is None:
-        raise ArgumentError(f"--ages: {path} needs an 'input', 'subject_id' or 'id' column")
-    out = {}
-    for r in rows:
-        try:
-            out[r[key]] = float(r["age"])
-        except ValueError:
-            raise ArgumentError(f"--ages: age {r['age']!r} of {r[key]} is not a number") from None
-    return out
-
-
-def match_age(ages: dict[str, float], path: str) -> float | None:
-    if path in ages:
-        return ages[path]
-    stem = input_stem(path)
-    if Path(path).name in ages:
-        return ages[Path(path).name]
-    if stem in ages:
-        return ages[stem]
-    hits = [k for k in ages if stem.startswith(k)]
-    return ages[max(hits, key=len)] if hits else None
+        return _read(path)
+    except AgesError as e:
+        raise ArgumentError(f"--ages: {e}") from None
 
 
 def _fmt(v, digits=2):
@@ -109,84 +79,218 @@ def summary(row: dict) -> str:
     return "\n".join(lines)
 
 
-def cmd_predict(args) -> int:
-    import time
-    import SimpleITK as sitk
-    from .io import expand_inputs
-    from .pipeline import apply_site_offset, predict
-    if args.sample:
-        if args.inputs:
-            raise ArgumentError("--sample takes no INPUT")
-        inputs = [str(SAMPLE)]
-    else:
-        if not args.inputs:
-            raise ArgumentError("give at least one INPUT (file, DICOM folder, folder or glob) or --sample")
-        inputs = expand_inputs(args.inputs)
-        if not inputs:
-            raise ArgumentError("no input matched")
-    ages = read_ages(args.ages) if args.ages else {}
-    site = read_site_offset(args.site_offset) if args.site_offset else None
-    from .calibration import SiteCalibration
-    calibration = site if isinstance(site, SiteCalibration) else None
-    if site is not None:
-        print(f"applying the site offset of {args.site_offset}: {site.offset:+.2f} years "
-              f"({site.n} controls)", file=sys.stderr)
-    if args.sample and not ages:
-        ages = {str(SAMPLE): SAMPLE_AGE}
-    if args.labels_dir:
-        Path(args.labels_dir).mkdir(parents=True, exist_ok=True)
-    if args.output:
-        try:
-            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-            out_f = open(args.output, "w", newline="", encoding="utf-8")
-        except OSError as e:
-            raise ArgumentError(f"--output: cannot write {args.output}: {e.strerror}") from None
-        writer = csv.DictWriter(out_f, fieldnames=COLUMNS)
-        writer.writeheader()
-    reporter = _reporter(args, ages) if args.report else None
-    bar = None
-    if len(inputs) > 1 and not args.quiet:
-        from tqdm import tqdm
-        bar = tqdm(total=len(inputs), unit="scan", desc="brainage", file=sys.stderr)
-    failed = 0
-    for path in inputs:
-        t0 = time.perf_counter()
-        age = match_age(ages, path)
-        try:
-            result = predict(path, skull_stripped=True if args.skull_stripped else None,
-                             chronological_age=age, approach=args.approach, tissues=args.tissues,
-                             device=args.device, site_calibration=calibration)
-            if site is not None and calibration is None:
-                result = apply_site_offset(result, site)
-            row = result_row(path, result)
-            if args.labels_dir:
-                sitk.WriteImage(result.labels,
-                                str(Path(args.labels_dir) / f"{input_stem(path)}_tissues.nii.gz"),
-                                useCompression=True)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as e:   # one bad scan must not stop a cohort
-            failed += 1
-            row = error_row(path, f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e),
-                            time.perf_counter() - t0, age)
-        if reporter is not None:
-            failed += _add_report(reporter, path, row, None if row["qc"].startswith("error") else result)
+def _prepare_outputs(args, inputs: list[str]):
+    """Check every output against the inputs and open the results CSV, before any work.
+    Returns ``(label paths or None, ResultsCSV or None)``; OutputError becomes exit 2."""
+    from .outputs import OutputError, ResultsCSV, check_outputs_do_not_touch_inputs, label_paths
+    if (args.resume or args.overwrite) and not args.output:
+        raise ArgumentError("--resume and --overwrite need --output")
+    labels = None
+    try:
+        written = []
+        if args.labels_dir:
+            if Path(args.labels_dir).exists() and not Path(args.labels_dir).is_dir():
+                raise OutputError(f"--labels-dir {args.labels_dir} is a file, not a folder")
+            labels = label_paths(inputs, args.labels_dir)
+            written += list(labels.values())
+        results = None
         if args.output:
-            writer.writerow(row)
-            out_f.flush()
+            results = ResultsCSV(args.output, COLUMNS,
+                                 mode="resume" if args.resume else "overwrite" if args.overwrite else "new")
+            written += [args.output, results.lock_path]
+        check_outputs_do_not_touch_inputs(inputs, written, input_patterns=args.inputs)
+        if args.labels_dir:
+            try:
+                Path(args.labels_dir).mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OutputError(f"--labels-dir: cannot create {args.labels_dir}: {e.strerror}") from None
+        if results is not None:
+            results.open()
+    except OutputError as e:
+        raise ArgumentError(str(e)) from None
+    return labels, results
+
+
+def _unique(inputs: list[str]) -> list[str]:
+    """Inputs in order, each file once (the same path given twice, or by a glob and by name)."""
+    seen, out = set(), []
+    for p in inputs:
+        key = os.path.normcase(os.path.abspath(p.rstrip("/\\") or p))
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+def _log_line(bar):
+    """Print a line to stderr without breaking the progress bar."""
+    return (lambda m: bar.write(m, file=sys.stderr)) if bar else (lambda m: print(m, file=sys.stderr))
+
+
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """--workers / --scheduler (README: Cohorts)."""
+    def positive(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+        return n
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=positive, metavar="N", help="run the scans on a local Dask cluster "
+                   "of N worker processes (one torch thread each); default: one after another in "
+                   "this process")
+    g.add_argument("--scheduler", metavar="ADDRESS", help="run the scans on a running Dask cluster "
+                   "(e.g. tcp://10.0.0.5:8786, or a dask-jobqueue SLURMCluster's scheduler)")
+
+
+def cmd_predict(args) -> int:
+    """Predict every input; rows are appended as inputs finish (see README: Batches and safety)."""
+    old_handlers = catch_signals()
+    results = bar = path = None
+    done = total = 0
+    try:
+        from .io import expand_inputs
+        if args.sample:
+            if args.inputs:
+                raise ArgumentError("--sample takes no INPUT")
+            inputs = [str(SAMPLE)]
         else:
-            (bar.write if bar else print)(summary(row))
+            if not args.inputs:
+                raise ArgumentError("give at least one INPUT (file, DICOM folder, folder or glob) or --sample")
+            inputs = _unique(expand_inputs(args.inputs))
+            if not inputs:
+                raise ArgumentError("no input matched")
+        ages = read_ages(args.ages) if args.ages else {}
+        site = read_site_offset(args.site_offset) if args.site_offset else None
+        if args.sample and not ages:
+            ages = {str(SAMPLE): SAMPLE_AGE}
+        labels, results = _prepare_outputs(args, inputs)
+        total = len(inputs)
+        if ages:
+            unmatched = [p for p in inputs if match_age(ages, p) is None]
+            if unmatched:
+                print(f"{len(unmatched)} of {len(inputs)} input(s) have no age in {args.ages} (an id "
+                      "must be the whole path, the file name with or without its suffix, or the BIDS "
+                      f"sub-<label>), e.g. {unmatched[0]}", file=sys.stderr)
+        if site is not None:
+            print(f"applying the site offset of {args.site_offset}: {site.offset:+.2f} years "
+                  f"({site.n} controls)", file=sys.stderr)
+        todo = [p for p in inputs if results is None or not results.is_done(p)]
+        done = len(inputs) - len(todo)
+        if done:
+            print(f"resuming {args.output}: {done} of {len(inputs)} input(s) already done", file=sys.stderr)
+        if len(todo) > 1 and not args.quiet:
+            from tqdm import tqdm
+            bar = tqdm(total=len(todo), unit="scan", desc="brainage", file=sys.stderr)
+        # the exit status describes the whole CSV, rows of an earlier run included
+        failed = sum(r["qc"].startswith("error") for r in results.rows) if results else 0
+        unwritten = sum("label map not written" in r["qc"] for r in results.rows) if results else 0
+        from .cohort import ScanJob, predict_scan, run_jobs
+        options = dict(skull_stripped=True if args.skull_stripped else None, approach=args.approach,
+                       tissues=args.tissues, device=args.device)
+        reporter = _reporter(args, ages) if args.report else None
+        jobs = [ScanJob(key=p, path=p, chronological_age=match_age(ages, p), options=options,
+                        site_offset=site.to_dict() if site is not None else None,
+                        labels_path=str(labels[p]) if labels is not None else None,
+                        extra={"report": reporter.subject_job(p)} if reporter is not None else {})
+                for p in todo]
+        path = None if (args.workers or args.scheduler) else (todo[0] if todo else None)
+        for i, (job, row) in enumerate(run_jobs(predict_scan, jobs, workers=args.workers,
+                                                scheduler=args.scheduler, log=_log_line(bar))):
+            failed += row.pop("_failed")
+            unwritten += row.pop("_unwritten")
+            if reporter is not None:
+                failed += _add_report(reporter, job.path, row, row.pop("_report", None))
+            if results is not None:
+                results.append(row)
+            else:
+                (bar.write if bar else print)(summary(row))
+            done += 1
+            if path is not None:   # in this process, scans run in order: the next one starts
+                path = todo[i + 1] if i + 1 < len(todo) else None
+            if bar:
+                bar.update(1)
         if bar:
-            bar.update(1)
-    if bar:
-        bar.close()
-    if reporter is not None:
-        failed += _add_report(reporter, None, None, None)
-    if args.output:
-        out_f.close()
-        print(f"wrote {len(inputs)} row(s) to {args.output}" + (f"; {failed} failed" if failed else ""),
+            bar.close()
+            bar = None
+        if reporter is not None:
+            failed += _add_report(reporter, None, None, None)
+        if results is not None:
+            print(f"wrote {len(todo)} row(s) to {args.output} ({total} in all)"
+                  + (f"; {failed} failed" if failed else "")
+                  + (f"; {unwritten} label map(s) not written" if unwritten else ""), file=sys.stderr)
+        return 1 if failed or unwritten else 0
+    except Interrupted as sig:
+        if bar:
+            bar.close()
+        where = f" during {path}" if path else ""
+        more = f"; {done} of {total} input(s) done" if total else ""
+        hint = "; run the same command with --resume to continue" if results is not None else ""
+        print(f"brainage: stopped by {signal_name(sig.signum)}{where}{more}{hint}", file=sys.stderr)
+        return 128 + sig.signum
+    finally:
+        if results is not None:
+            results.close()
+        restore_signals(old_handlers)
+
+
+def cmd_bids(args) -> int:
+    """The BIDS App: participant level (scans -> derivative), group level (cohort table, figures)."""
+    from . import bids
+    try:
+        if args.analysis_level == "group":
+            if args.participant_label or args.session_label or args.bids_filter_file:
+                raise ArgumentError("the group level takes every scan in OUTPUT_DIR: no labels or filter")
+            bids.prepare_output(args.bids_dir, args.output_dir)
+            s = bids.write_group(args.output_dir)
+            qc = ", ".join(f"{k} {v}" for k, v in s["qc"].items() if v)
+            gap = (f"; mean gap {s['mean_gap']:+.2f} y, MAE {s['mae']:.2f} y over {s['with_age']} "
+                   "scans with an age" if "mean_gap" in s else "")
+            print(f"{s['scans']} scan(s) in {Path(args.output_dir) / 'brainage.tsv'} (QC: {qc}){gap}; "
+                  f"figures in {Path(args.output_dir) / 'figures'}", file=sys.stderr)
+            return 0
+        scans = bids.find_scans(args.bids_dir, args.participant_label, args.session_label,
+                                args.bids_filter_file)
+        out = bids.prepare_output(args.bids_dir, args.output_dir)
+        options = dict(skull_stripped=True if args.skull_stripped else None, approach=args.approach,
+                       tissues=args.tissues, device=args.device)
+        todo = scans if args.overwrite else [s for s in scans if not bids.is_done(out, s, options)]
+    except bids.BidsError as e:
+        raise ArgumentError(str(e)) from None
+    print(f"{len(scans)} T1w scan(s) in {args.bids_dir}; {len(scans) - len(todo)} already in "
+          f"{args.output_dir}, {len(todo)} to do", file=sys.stderr)
+    old_handlers = catch_signals()
+    bar = None
+    done = failed = 0
+    try:
+        from .cohort import run_jobs
+        if len(todo) > 1 and not args.quiet:
+            from tqdm import tqdm
+            bar = tqdm(total=len(todo), unit="scan", desc="brainage bids", file=sys.stderr)
+        for job, row in run_jobs(bids.process_scan, bids.scan_jobs(todo, out, options),
+                                 workers=args.workers, scheduler=args.scheduler, log=_log_line(bar)):
+            failed += row.pop("_failed")
+            done += 1
+            if row["qc"].startswith("error"):
+                (bar.write if bar else print)(f"{job.key}: {row['qc']}", file=sys.stderr)
+            if bar:
+                bar.update(1)
+        if bar:
+            bar.close()
+            bar = None
+        print(f"wrote {done} scan(s) to {args.output_dir}" + (f"; {failed} failed" if failed else ""),
               file=sys.stderr)
-    return 1 if failed else 0
+        return 1 if failed else 0
+    except Interrupted as sig:
+        if bar:
+            bar.close()
+        print(f"brainage: stopped by {signal_name(sig.signum)}; {done} of {len(todo)} scan(s) done; "
+              "run the same command again to continue", file=sys.stderr)
+        return 128 + sig.signum
+    finally:
+        restore_signals(old_handlers)
 
 
 def _reporter(args, ages: dict):
@@ -199,10 +303,15 @@ def _reporter(args, ages: dict):
         raise ArgumentError(f"--report: cannot write to {args.report}: {e.strerror}") from None
 
 
-def _add_report(reporter, path, row, result) -> int:
-    """Write one input's report (or, with ``path`` None, the cohort report); 1 if that failed."""
+def _add_report(reporter, path, row, report) -> int:
+    """Record one input's report, written by its task (``report``: its paths, or an error
+    message), or, with ``path`` None, write the cohort report; 1 if that failed."""
+    if isinstance(report, str):
+        print(f"brainage: error: report for {path} not written: {report}", file=sys.stderr)
+        reporter.add(path, row)
+        return 1
     try:
-        paths = reporter.add(path, row, result) if path is not None else reporter.finish()
+        paths = reporter.add(path, row, report=report) if path is not None else reporter.finish()
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:   # a report that cannot be written must not stop the batch
@@ -425,10 +534,19 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="brain age of T1 images (files, DICOM folders, folders, globs)")
     pr.add_argument("inputs", nargs="*", metavar="INPUT")
     pr.add_argument("--sample", action="store_true", help="run on the bundled sample T1")
-    pr.add_argument("--output", "-o", help="write a CSV (default: print a summary, write nothing)")
-    pr.add_argument("--labels-dir", help="write <input>_tissues.nii.gz label maps here")
+    pr.add_argument("--output", "-o", help="write a CSV, one row appended per finished input "
+                    "(default: print a summary, write nothing); an existing file needs --resume or "
+                    "--overwrite")
+    mode = pr.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="keep the rows already in --output and "
+                      "process only the inputs missing from it (a stopped batch continues)")
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    pr.add_argument("--labels-dir", help="write <input>_tissues.nii.gz label maps here (inputs "
+                    "from several folders keep their folders below it; see README)")
     pr.add_argument("--skull-stripped", action="store_true", help="inputs are already brain-extracted")
-    pr.add_argument("--ages", help="CSV of chronological ages (columns input|subject_id|id, age)")
+    pr.add_argument("--ages", help="CSV/TSV of chronological ages: an age column and an id column "
+                    "(input|subject_id|participant_id|id) matching the whole path, file name, name "
+                    "without suffix or BIDS sub-<label> exactly")
     pr.add_argument("--approach", choices=["ensemble", "volumes", "image"], default="ensemble")
     pr.add_argument("--tissues", choices=["camcan", "dlmuse"], default="camcan",
                     help="tissue definition of the labels and volumes: camcan (the training labels': "
@@ -441,6 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "its age offset (brainage site-offset)")
     pr.add_argument("--report", metavar="DIR", help="write a report per input (HTML and PDF) and, for "
                     "several inputs, a cohort report into DIR")
+    add_cluster_options(pr)
     pr.set_defaults(func=cmd_predict)
     cs = sub.add_parser("calibrate-site", help="calibrate BrainAge to a scanner from its healthy "
                         "controls' scans and ages (features and ages); use with predict --site-offset")
@@ -448,6 +567,26 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--ages", required=True, help="CSV with the controls' ages (as for predict --ages)")
     cs.add_argument("--output", "-o", required=True, help="the site-calibration JSON to write")
     cs.set_defaults(func=cmd_calibrate_site)
+    bd = sub.add_parser("bids", help="BIDS App: brain age of every T1w scan of a BIDS dataset, "
+                        "written as a BIDS derivative (participant), then the cohort table (group)")
+    bd.add_argument("bids_dir", help="the BIDS dataset (read only)")
+    bd.add_argument("output_dir", help="the derivative to write, e.g. BIDS_DIR/derivatives/brainage")
+    bd.add_argument("analysis_level", choices=["participant", "group"])
+    bd.add_argument("--participant-label", "--participant_label", nargs="+", metavar="LABEL",
+                    help="only these subjects (with or without sub-)")
+    bd.add_argument("--session-label", "--session_label", nargs="+", metavar="LABEL",
+                    help="only these sessions (with or without ses-)")
+    bd.add_argument("--bids-filter-file", metavar="JSON", help='select the T1w images as fMRIPrep '
+                    'does: {"t1w": {"acquisition": "mprage", "run": 1}}')
+    bd.add_argument("--skull-stripped", action="store_true", help="scans are already brain-extracted")
+    bd.add_argument("--approach", choices=["ensemble", "volumes", "image"], default="ensemble")
+    bd.add_argument("--tissues", choices=["camcan", "dlmuse"], default="camcan")
+    bd.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    bd.add_argument("--overwrite", action="store_true", help="redo the scans already in OUTPUT_DIR "
+                    "(default: skip them, so that a stopped run continues)")
+    bd.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_cluster_options(bd)
+    bd.set_defaults(func=cmd_bids)
     so = sub.add_parser("site-offset", help="fit a scanner's brain-age offset from its healthy "
                         "controls (a predict CSV made with --ages)")
     so.add_argument("results", help="CSV written by brainage predict --output ... --ages ...")
@@ -555,6 +694,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as e:   # e.g. a mismatched --resume
         print(f"brainage: error: {e}", file=sys.stderr)
         return 1
+    except (KeyboardInterrupt, Interrupted) as e:
+        signum = getattr(e, "signum", 2)
+        print(f"brainage: stopped by {signal_name(signum)}", file=sys.stderr)
+        return 128 + signum
     return 2
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import models
-from .io import InputError, read_image, validate_image
+from .io import InputError, read_image_qc, validate_image
 from .preprocessing import harmonize_intensities, preprocess, tissue_medians, to_input_grid
 from .qc import (contrast_qc, edge_sharpness, focal_qc, grey_white_contrast_qc, noise_qc, sharpness_qc,
                  unexpected_csf_ml, wm_snr)
@@ -139,11 +139,12 @@ def predict(image: str | os.PathLike | sitk.Image, *, skull_stripped: bool | Non
     t0 = time.perf_counter()
     dev = _device(device)
     report(0.0, "reading image")
-    img = validate_image(image) if isinstance(image, sitk.Image) else read_image(image)
+    img, read_qc = (validate_image(image), []) if isinstance(image, sitk.Image) else read_image_qc(image)
     prep, prob, labels = segment_image(img, skull_stripped=skull_stripped, device=dev,
                                        tissues=tissues, progress=report)
     volumes = tissue_volumes_ml(labels)
-    qc = list(prep.qc) + volume_qc(volumes) + contrast_qc(prob, sitk.GetArrayViewFromImage(prep.image))
+    qc = (read_qc + list(prep.qc) + volume_qc(volumes)
+          + contrast_qc(prob, sitk.GetArrayViewFromImage(prep.image)))
     report(0.8, "estimating age")
     from .regression import predict_ages
     ages = predict_ages(prob, sitk.GetArrayViewFromImage(prep.image), volumes, approach=approach,

@@ -177,11 +177,40 @@ class SiteOffset:
         return {"type": "SiteOffset", "offset_years": self.offset, "n_controls": self.n,
                 "mad_years": self.mad}
 
+    MAX_OFFSET = 30.0    # years; a larger site effect means the scans are not comparable
+    MAX_MAD = 30.0       # years
+
     @classmethod
-    def from_dict(cls, d: dict) -> "SiteOffset":
+    def from_dict(cls, d) -> "SiteOffset":
+        """A validated offset (ValueError naming the field): ``type`` "SiteOffset",
+        ``offset_years`` finite within +-30, ``n_controls`` an integer >= MIN_CONTROLS,
+        ``mad_years`` (optional) finite within 0-30."""
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a JSON object, got a JSON {type(d).__name__}")
         if d.get("type") != "SiteOffset":
-            raise ValueError("not a BrainAge site-offset file")
-        return cls(d["offset_years"], d["n_controls"], d.get("mad_years", 0.0))
+            raise ValueError("not a BrainAge site-offset file (field 'type' is not \"SiteOffset\")")
+        unknown = sorted(set(d) - {"type", "offset_years", "n_controls", "mad_years"})
+        if unknown:
+            raise ValueError(f"unknown field(s) {', '.join(unknown)}")
+
+        def number(field: str, lo: float, hi: float, default=None) -> float:
+            v = d.get(field, default)
+            if v is None:
+                raise ValueError(f"field '{field}' is missing")
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"field '{field}' must be a number, not {json.dumps(v)[:40]}")
+            if not (math.isfinite(v) and lo <= v <= hi):
+                raise ValueError(f"field '{field}' = {v!r} is outside {lo:g} to {hi:g}")
+            return float(v)
+        offset = number("offset_years", -cls.MAX_OFFSET, cls.MAX_OFFSET)
+        mad = number("mad_years", 0.0, cls.MAX_MAD, default=0.0)
+        n = d.get("n_controls")
+        if isinstance(n, float) and n.is_integer():
+            n = int(n)
+        if isinstance(n, bool) or not isinstance(n, int) or not cls.MIN_CONTROLS <= n <= 10**7:
+            raise ValueError(f"field 'n_controls' must be an integer from {cls.MIN_CONTROLS} to 10^7, "
+                             f"not {json.dumps(n)[:40]}")
+        return cls(offset, n, mad)
 
 
 # --------------------------------------------------------------------------- shipped model

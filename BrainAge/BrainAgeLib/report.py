@@ -400,13 +400,22 @@ class BatchReporter:
         self._stems.add(name)
         return name
 
-    def add(self, path: str, row: dict, result=None) -> dict[str, Path]:
-        """Record ``row`` (the CSV row) and, when ``result`` is given, write its report."""
+    def subject_job(self, path: str) -> dict:
+        """What a worker needs to write ``path``'s report itself (:func:`write_job_report`)."""
+        return {"out_dir": str(self.out), "name": self._name(path), "sex": self.sex_of(path),
+                "pdf": self.pdf}
+
+    def add(self, path: str, row: dict, result=None, report: dict | None = None) -> dict[str, Path]:
+        """Record ``row`` (the CSV row) and its report: written here from ``result``, or
+        already written by the scan's task (``report``: its paths)."""
         self.rows.append({**row, "sex": self.sex_of(path) or ""})
-        if result is None:
+        if report:
+            paths = {k: Path(v) for k, v in report.items()}
+        elif result is not None:
+            paths = write_subject_report(result, self.out, input_path=path, image=path,
+                                         sex=self.sex_of(path), name=self._name(path), pdf=self.pdf)
+        else:
             return {}
-        paths = write_subject_report(result, self.out, input_path=path, image=path,
-                                     sex=self.sex_of(path), name=self._name(path), pdf=self.pdf)
         self.reports[row["input"]] = paths["html"].name
         return paths
 
@@ -415,3 +424,10 @@ class BatchReporter:
         if len(self.rows) < 2:
             return {}
         return write_cohort_report(self.rows, self.out, reports=self.reports, pdf=self.pdf)
+
+
+def write_job_report(result, path: str, job: dict) -> dict[str, str]:
+    """A batch task's one-subject report (``job`` from :meth:`BatchReporter.subject_job`)."""
+    paths = write_subject_report(result, job["out_dir"], input_path=path, image=path, sex=job["sex"],
+                                 name=job["name"], pdf=job["pdf"])
+    return {k: str(v) for k, v in paths.items()}

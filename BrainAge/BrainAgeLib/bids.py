@@ -1,0 +1,457 @@
+"""BrainAge as a BIDS App: find the T1w scans of a BIDS dataset, write a BIDS derivative.
+
+``brainage bids BIDS_DIR OUTPUT_DIR participant|group`` (the BIDS Apps command shape).
+
+Participant level, per T1w scan ``sub-<s>[_ses-<t>][_acq-...][_run-<r>]_T1w.nii.gz``, into
+``OUTPUT_DIR/sub-<s>[/ses-<t>]/anat/`` under the same entities:
+
+* ``..._desc-brainage_dseg.nii.gz`` + ``.json``: the tissue labels on the scan's own grid
+  (0 background, 1 CSF, 2 GM, 3 WM), described once by ``OUTPUT_DIR/desc-brainage_dseg.tsv``;
+* ``..._brainage.tsv`` + ``.json``: one row of ages (years) and volumes (ml), the columns of
+  ``brainage predict``'s CSV, with each column's description and units in the sidecar. It is
+  written last, so a scan with an ok row is done: a second run skips it (resume).
+
+Group level: ``OUTPUT_DIR/brainage.tsv`` (every scan) and ``figures/`` (predicted against
+chronological age, the gap's distribution, QC counts). ``dataset_description.json`` carries
+``GeneratedBy`` and ``SourceDatasets``. The ``_brainage`` tables and the figures are not (yet)
+BIDS file types, so ``.bidsignore`` lists them; the derivative passes the BIDS validator.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+
+CODE_URL = "https://github.com/brainage/SlicerBrainAge"
+BIDS_VERSION = "1.10.0"
+DESC = "brainage"
+LABELS = ((0, "background", "BG", "#000000"), (1, "cerebrospinal fluid", "CSF", "#5a9bd5"),
+          (2, "gray matter", "GM", "#b4b4b4"), (3, "white matter", "WM", "#f0f0d2"))
+SCAN_COLUMNS = ["participant_id", "session_id", "source", "predicted_age", "predicted_age_volumes",
+                "predicted_age_cnn", "interval_low", "interval_high", "chronological_age",
+                "brain_age_gap", "gm_ml", "wm_ml", "csf_ml", "tiv_ml", "qc", "seconds"]
+COLUMN_DESCRIPTIONS = {
+    "participant_id": {"Description": "BIDS participant label (sub-<label>)"},
+    "session_id": {"Description": "BIDS session label (ses-<label>); n/a without sessions"},
+    "source": {"Description": "the T1-weighted scan, relative to the source dataset"},
+    "predicted_age": {"Description": "brain age of the chosen approach (default: ensemble of "
+                      "tissue volumes and image CNN), bias-corrected", "Units": "year"},
+    "predicted_age_volumes": {"Description": "brain age from tissue volumes (approach A)", "Units": "year"},
+    "predicted_age_cnn": {"Description": "brain age from the image CNN (approach B)", "Units": "year"},
+    "interval_low": {"Description": "lower end of the 90% prediction interval", "Units": "year"},
+    "interval_high": {"Description": "upper end of the 90% prediction interval", "Units": "year"},
+    "chronological_age": {"Description": "age at the scan, from sessions.tsv or participants.tsv",
+                          "Units": "year"},
+    "brain_age_gap": {"Description": "predicted_age minus chronological_age", "Units": "year"},
+    "gm_ml": {"Description": "gray matter volume on the scan's grid", "Units": "ml"},
+    "wm_ml": {"Description": "white matter volume on the scan's grid", "Units": "ml"},
+    "csf_ml": {"Description": "cerebrospinal fluid volume on the scan's grid", "Units": "ml"},
+    "tiv_ml": {"Description": "total intracranial volume (GM + WM + CSF)", "Units": "ml"},
+    "qc": {"Description": "ok, ';'-separated quality warnings, or 'error: ...' when the scan "
+           "could not be processed"},
+    "seconds": {"Description": "processing time of the scan", "Units": "s"},
+}
+BIDSIGNORE = ["*_brainage.tsv", "*_brainage.json", "/brainage.tsv", "/brainage.json", "/figures"]
+README = """# BrainAge derivative
+
+Made by `brainage bids` ({code}), version {version}.
+
+* `sub-*/[ses-*/]anat/*_desc-brainage_dseg.nii.gz`: tissue labels on each T1w scan's own grid
+  (0 background, 1 CSF, 2 GM, 3 WM; lookup table `desc-brainage_dseg.tsv`).
+* `sub-*/[ses-*/]anat/*_brainage.tsv`: the scan's brain age (years), 90% prediction interval,
+  chronological age and gap (years), tissue volumes (ml) and QC; the `.json` beside it describes
+  each column and its units.
+* `brainage.tsv`, `figures/`: the whole cohort (group level).
+
+Research use only; not a medical device.
+"""
+
+
+class BidsError(ValueError):
+    """A BIDS dataset, label or filter that cannot be used (the message says why)."""
+
+
+@dataclass
+class BidsScan:
+    """One T1w scan found in a BIDS dataset. Ages in years."""
+
+    path: str                    # absolute path of the image
+    relpath: str                 # relative to the dataset root (POSIX separators)
+    subject: str
+    session: str | None = None
+    age: float | None = None
+    entities: dict = field(default_factory=dict)
+
+    @property
+    def prefix(self) -> str:
+        """Derivative path stem: ``sub-01/ses-1/anat/sub-01_ses-1_run-1`` (the source's folder
+        and name without its suffix and extension)."""
+        folder, name = self.relpath.rsplit("/", 1)
+        base = name.split(".", 1)[0]
+        return f"{folder}/{base.rsplit('_', 1)[0]}"
+
+
+# --------------------------------------------------------------------------- finding scans
+
+def _strip(labels, prefix: str) -> list[str] | None:
+    if not labels:
+        return None
+    return [lab[len(prefix):] if lab.startswith(prefix) else lab for lab in labels]
+
+
+def read_filter_file(path: str | os.PathLike) -> dict:
+    """The ``t1w`` query of a ``--bids-filter-file`` (fMRIPrep's format: a JSON object of
+    queries by kind; ``null`` means the entity must be absent, ``"*"`` any value)."""
+    from bids.layout import Query
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise BidsError(f"--bids-filter-file: cannot read {path}: {e.strerror}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise BidsError(f"--bids-filter-file: {path} is not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("t1w", {}), dict):
+        raise BidsError(f"--bids-filter-file: {path} must hold an object like "
+                        '{"t1w": {"acquisition": "mprage"}}')
+    return {k: Query.NONE if v is None else Query.ANY if v == "*" else v
+            for k, v in data.get("t1w", {}).items()}
+
+
+def _read_tsv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def _age(value: str | None, where: str) -> float | None:
+    if value is None or value.strip() in ("", "n/a"):
+        return None
+    try:
+        age = float(value)
+    except ValueError:
+        raise BidsError(f"{where}: age {value!r} is not a number") from None
+    if not math.isfinite(age) or not 0 <= age < 150:
+        raise BidsError(f"{where}: age {value!r} is not an age in years")
+    return age
+
+
+def read_ages(bids_dir: str | os.PathLike) -> tuple[dict[str, float], dict[tuple[str, str], float]]:
+    """Ages (years) from ``participants.tsv`` by subject label and from each
+    ``sub-<s>/sub-<s>_sessions.tsv`` by (subject, session) label; ``n/a`` is left out."""
+    root = Path(bids_dir)
+    by_subject: dict[str, float] = {}
+    by_session: dict[tuple[str, str], float] = {}
+    part = root / "participants.tsv"
+    if part.exists():
+        for n, row in enumerate(_read_tsv(part), start=2):
+            sub = (row.get("participant_id") or "").removeprefix("sub-")
+            age = _age(row.get("age"), f"{part} line {n}")
+            if sub and age is not None:
+                by_subject[sub] = age
+    for ses_file in sorted(root.glob("sub-*/sub-*_sessions.tsv")):
+        sub = ses_file.parent.name.removeprefix("sub-")
+        for n, row in enumerate(_read_tsv(ses_file), start=2):
+            ses = (row.get("session_id") or "").removeprefix("ses-")
+            age = _age(row.get("age"), f"{ses_file} line {n}")
+            if ses and age is not None:
+                by_session[(sub, ses)] = age
+    return by_subject, by_session
+
+
+def find_scans(bids_dir: str | os.PathLike, participant_labels=None, session_labels=None,
+               filter_file: str | os.PathLike | None = None) -> list[BidsScan]:
+    """Every T1w image (all runs and sessions) of the dataset, with its age, sorted by path.
+    Labels may be given with or without their ``sub-``/``ses-`` prefix; a label that matches
+    nothing is an error, as is a dataset without T1w images."""
+    root = Path(bids_dir)
+    if not (root / "dataset_description.json").is_file():
+        raise BidsError(f"{bids_dir} is not a BIDS dataset (no dataset_description.json)")
+    from bids import BIDSLayout
+    try:
+        layout = BIDSLayout(str(root), validate=False)
+    except Exception as e:   # pybids reports a broken dataset in many ways
+        raise BidsError(f"cannot index the BIDS dataset {bids_dir}: {e}") from None
+    query = {"datatype": "anat", "suffix": "T1w", "extension": [".nii", ".nii.gz"]}
+    if filter_file:
+        query.update(read_filter_file(filter_file))
+    subjects = _strip(participant_labels, "sub-")
+    sessions = _strip(session_labels, "ses-")
+    if subjects:
+        missing = sorted(set(subjects) - set(layout.get_subjects()))
+        if missing:
+            raise BidsError("--participant-label: no subject " + ", ".join(f"sub-{s}" for s in missing)
+                            + f" in {bids_dir}")
+        query["subject"] = subjects
+    if sessions:
+        missing = sorted(set(sessions) - set(layout.get_sessions()))
+        if missing:
+            raise BidsError("--session-label: no session " + ", ".join(f"ses-{s}" for s in missing)
+                            + f" in {bids_dir}")
+        query["session"] = sessions
+    try:
+        files = layout.get(return_type="object", **query)
+    except Exception as e:   # an unknown entity in the filter file
+        raise BidsError(f"--bids-filter-file: cannot query {bids_dir}: {e}") from None
+    by_subject, by_session = read_ages(root)
+    scans = []
+    for f in files:
+        ent = f.get_entities()
+        sub, ses = str(ent["subject"]), (str(ent["session"]) if "session" in ent else None)
+        age = by_session.get((sub, ses)) if ses is not None else None
+        rel = Path(os.path.relpath(os.path.realpath(f.path), os.path.realpath(root))).as_posix()
+        scans.append(BidsScan(path=os.path.abspath(f.path), relpath=rel, subject=sub,
+            session=ses, age=age if age is not None else by_subject.get(sub),
+            entities={k: str(v) for k, v in ent.items()}))
+    if not scans:
+        raise BidsError(f"no T1w image in {bids_dir} matches " + ", ".join(
+            f"{k}={v}" for k, v in query.items()))
+    return sorted(scans, key=lambda s: s.relpath)
+
+
+# --------------------------------------------------------------------------- writing
+
+def dataset_description(bids_dir: str | os.PathLike) -> dict:
+    """The derivative's ``dataset_description.json``."""
+    return {"Name": "BrainAge: brain age and tissue segmentation", "BIDSVersion": BIDS_VERSION,
+            "DatasetType": "derivative",
+            "GeneratedBy": [{"Name": "brainage", "Version": __version__, "CodeURL": CODE_URL,
+                             "Description": "brain age from one T1-weighted MRI (tissue volumes "
+                                            "and a 3D CNN); GM/WM/CSF labels"}],
+            "SourceDatasets": [{"URL": Path(os.path.abspath(bids_dir)).as_uri()}],
+            "DatasetLinks": {"raw": Path(os.path.abspath(bids_dir)).as_uri()}}
+
+
+def _tsv(columns: list[str], rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow([("n/a" if r.get(c, "") in ("", None) else str(r[c]).replace("\t", " "))
+                    for c in columns])
+    return buf.getvalue()
+
+
+def prepare_output(bids_dir: str | os.PathLike, output_dir: str | os.PathLike) -> Path:
+    """Create (or check, when resuming) the derivative's top-level files. Refuses the source
+    dataset itself, a folder inside it other than ``derivatives/``, and another tool's
+    derivative."""
+    from .outputs import atomic_write_text
+    src, out = Path(os.path.realpath(bids_dir)), Path(os.path.realpath(output_dir))
+    if out == src or src.is_relative_to(out):
+        raise BidsError(f"OUTPUT_DIR {output_dir} would hold the BIDS dataset itself; choose another folder "
+                        f"(e.g. {Path(bids_dir) / 'derivatives' / 'brainage'})")
+    if out.is_relative_to(src) and out.relative_to(src).parts[0] != "derivatives":
+        raise BidsError(f"OUTPUT_DIR {output_dir} lies inside the BIDS dataset outside derivatives/")
+    if out.exists() and not out.is_dir():
+        raise BidsError(f"OUTPUT_DIR {output_dir} is a file, not a folder")
+    desc = out / "dataset_description.json"
+    if desc.exists():
+        try:
+            name = json.loads(desc.read_text(encoding="utf-8"))["GeneratedBy"][0]["Name"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            name = None
+        if name != "brainage":
+            raise BidsError(f"{output_dir} holds another dataset ({desc}); choose an empty folder")
+    files = {desc: json.dumps(dataset_description(bids_dir), indent=2) + "\n",
+             out / f"desc-{DESC}_dseg.tsv": _tsv(["index", "name", "abbreviation", "color"],
+                                                 [dict(zip(("index", "name", "abbreviation", "color"), lab))
+                                                  for lab in LABELS]),
+             out / f"desc-{DESC}_dseg.json": json.dumps({
+                 "Description": "tissue labels of brainage on the source scan's grid (0 background, "
+                                "1 CSF, 2 GM, 3 WM); TissueDefinition: camcan (the training labels') "
+                                "or dlmuse (DLMUSE's)"}, indent=2) + "\n",
+             out / ".bidsignore": "\n".join(BIDSIGNORE) + "\n",
+             out / "README.md": README.format(code=CODE_URL, version=__version__)}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for path, text in files.items():   # a resumed run leaves unchanged files alone
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                atomic_write_text(text, path)
+    except OSError as e:
+        raise BidsError(f"cannot write {output_dir}: {e.strerror or e}") from None
+    return out
+
+
+def scan_outputs(output_dir: str | os.PathLike, scan: BidsScan) -> dict[str, Path]:
+    """The files one scan writes: dseg (+json) and the table (+json)."""
+    stem = Path(output_dir) / scan.prefix
+    return {"dseg": Path(f"{stem}_desc-{DESC}_dseg.nii.gz"), "dseg_json": Path(f"{stem}_desc-{DESC}_dseg.json"),
+            "tsv": Path(f"{stem}_{DESC}.tsv"), "json": Path(f"{stem}_{DESC}.json")}
+
+
+def settings_of(options: dict) -> dict:
+    """The settings that change a scan's numbers (recorded in its sidecar, checked on resume)."""
+    return {k: options.get(k) for k in ("approach", "tissues", "skull_stripped")}
+
+
+def read_scan_row(tsv: Path) -> dict | None:
+    """The row of a scan's ``_brainage.tsv`` (``n/a`` as empty), or None if unreadable."""
+    try:
+        rows = _read_tsv(tsv)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    if len(rows) != 1:
+        return None
+    return {k: ("" if v == "n/a" else v) for k, v in rows[0].items()}
+
+
+def is_done(output_dir: str | os.PathLike, scan: BidsScan, options: dict) -> bool:
+    """Whether the scan has a complete, ok row made with the same settings (a failed scan is
+    tried again); raises :class:`BidsError` if it was made with other settings."""
+    files = scan_outputs(output_dir, scan)
+    row = read_scan_row(files["tsv"]) if files["tsv"].exists() else None
+    if row is None or row.get("qc", "").startswith("error") or not files["dseg"].exists():
+        return False
+    try:
+        before = json.loads(files["json"].read_text(encoding="utf-8")).get("BrainAgeSettings")
+    except (OSError, ValueError):
+        return False
+    if before != settings_of(options):
+        raise BidsError(f"{files['tsv']} was made with {before}, not {settings_of(options)}: "
+                        "use another OUTPUT_DIR, or --overwrite to redo every scan")
+    return True
+
+
+def process_scan(job) -> dict:
+    """The ``brainage bids`` task (a :class:`~BrainAgeLib.cohort.ScanJob` with ``extra``
+    ``scan`` and ``output_dir``): predict, then write the dseg and the table, each whole or not
+    at all, the table last. Returns the table's row (+ ``_failed``)."""
+    from .cohort import predict_job
+    from .outputs import atomic_write_image, atomic_write_text
+    scan = BidsScan(**job.extra["scan"])
+    files = scan_outputs(job.extra["output_dir"], scan)
+    row, result = predict_job(job)
+    source = f"bids:raw:{scan.relpath}"
+    if result is not None:
+        try:
+            atomic_write_image(result.labels, files["dseg"])
+            atomic_write_text(json.dumps({
+                "Sources": [source], "SpatialReference": source, "TissueDefinition": result.tissues,
+                "GeneratedBy": {"Name": "brainage", "Version": __version__}}, indent=2) + "\n", files["dseg_json"])
+        except (OSError, RuntimeError) as e:
+            why = getattr(e, "strerror", None) or str(e).strip().splitlines()[-1]
+            row = {**row, "qc": f"error: cannot write {files['dseg']} ({why})".replace(";", ",")}
+            result = None
+    out = {c: row.get(c, "") for c in SCAN_COLUMNS}
+    out.update(participant_id=f"sub-{scan.subject}",
+               session_id=f"ses-{scan.session}" if scan.session else "", source=scan.relpath)
+    sidecar = {**COLUMN_DESCRIPTIONS, "Sources": [source],
+               "BrainAgeSettings": settings_of(job.options), "GeneratedBy": {"Name": "brainage",
+                                                                             "Version": __version__}}
+    try:
+        atomic_write_text(json.dumps(sidecar, indent=2) + "\n", files["json"])
+        atomic_write_text(_tsv(SCAN_COLUMNS, [out]), files["tsv"])
+    except OSError as e:
+        out["qc"] = f"error: cannot write {files['tsv']} ({e.strerror or e})"
+        result = None
+    out["_failed"] = result is None
+    return out
+
+
+def scan_jobs(scans: list[BidsScan], output_dir: str | os.PathLike, options: dict):
+    """One :class:`~BrainAgeLib.cohort.ScanJob` per scan."""
+    from dataclasses import asdict
+    from .cohort import ScanJob
+    return [ScanJob(key=s.relpath, path=s.path, chronological_age=s.age, options=dict(options),
+                    extra={"scan": asdict(s), "output_dir": str(output_dir)}) for s in scans]
+
+
+# --------------------------------------------------------------------------- group level
+
+def collect_rows(output_dir: str | os.PathLike) -> list[dict]:
+    """Every scan's row in the derivative, sorted by source."""
+    rows = []
+    for tsv in sorted(Path(output_dir).glob(f"sub-*/**/*_{DESC}.tsv")):
+        row = read_scan_row(tsv)
+        if row is not None:
+            rows.append(row)
+    return sorted(rows, key=lambda r: r.get("source", ""))
+
+
+def qc_counts(rows: list[dict]) -> dict[str, int]:
+    """How many scans are ok, failed, or carry each warning."""
+    counts = {"ok": 0, "error": 0}
+    for r in rows:
+        qc = r.get("qc", "")
+        if qc == "ok":
+            counts["ok"] += 1
+        elif qc.startswith("error"):
+            counts["error"] += 1
+        else:
+            for w in qc.split(";"):
+                counts[w] = counts.get(w, 0) + 1
+    return counts
+
+
+def write_group(output_dir: str | os.PathLike) -> dict:
+    """``brainage.tsv`` (+ json) and the figures of the whole cohort; returns a summary."""
+    from .outputs import atomic_write_text
+    out = Path(output_dir)
+    rows = collect_rows(out)
+    if not rows:
+        raise BidsError(f"no participant results in {output_dir}: run the participant level first")
+    atomic_write_text(json.dumps(COLUMN_DESCRIPTIONS, indent=2) + "\n", out / f"{DESC}.json")
+    atomic_write_text(_tsv(SCAN_COLUMNS, rows), out / f"{DESC}.tsv")
+    counts = qc_counts(rows)
+    figures = _figures(rows, counts, out / "figures")
+    gaps = [float(r["brain_age_gap"]) for r in rows if r.get("brain_age_gap")]
+    summary = {"scans": len(rows), "qc": counts, "figures": [str(f) for f in figures]}
+    if gaps:
+        summary.update(mean_gap=sum(gaps) / len(gaps),
+                       mae=sum(abs(g) for g in gaps) / len(gaps), with_age=len(gaps))
+    return summary
+
+
+def _figures(rows: list[dict], counts: dict[str, int], folder: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from .outputs import _atomic
+    folder.mkdir(parents=True, exist_ok=True)
+    pairs = [(float(r["chronological_age"]), float(r["predicted_age"])) for r in rows
+             if r.get("chronological_age") and r.get("predicted_age")]
+    made = []
+
+    def save(fig, name):
+        path = folder / name
+        _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+        plt.close(fig)
+        made.append(path)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    if pairs:
+        x, y = zip(*pairs)
+        lo, hi = min(x + y) - 5, max(x + y) + 5
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=1, label="identity")
+        ax.scatter(x, y, s=14)
+        ax.legend(loc="upper left")
+    else:
+        ax.text(0.5, 0.5, "no chronological ages", ha="center", transform=ax.transAxes)
+    ax.set(xlabel="chronological age (years)", ylabel="brain age (years)",
+           title=f"Brain age, {len(pairs)} scans")
+    save(fig, "brainage_vs_age.png")
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    gaps = [p - c for c, p in pairs]
+    if gaps:
+        ax.hist(gaps, bins=min(30, max(5, len(gaps) // 3)))
+        ax.axvline(0, color="grey", lw=1)
+    ax.set(xlabel="brain age gap (years)", ylabel="scans", title="Brain age gap")
+    save(fig, "brainage_gap.png")
+    fig, ax = plt.subplots(figsize=(6, 0.6 + 0.35 * len(counts)))
+    names = list(counts)
+    ax.barh(names, [counts[n] for n in names])
+    ax.invert_yaxis()
+    ax.set(xlabel="scans", title="Quality control")
+    fig.tight_layout()
+    save(fig, "brainage_qc.png")
+    return made
+
+
+__all__ = ["BidsError", "BidsScan", "find_scans", "read_ages", "read_filter_file", "prepare_output",
+           "scan_outputs", "is_done", "process_scan", "scan_jobs", "collect_rows", "qc_counts",
+           "write_group", "dataset_description", "SCAN_COLUMNS", "LABELS"]
