@@ -123,7 +123,8 @@ def test_every_number_equals_the_csv_row(sample):
     age = float(row["chronological_age"])
     for k, v in fr.items():
         c = model.centile_of(f"{k}_frac", v, age, cli.SAMPLE_SEX)
-        assert abs(int(re.sub(r"\D", "", fields[f"{k}_centile"])) - c) <= 1.5, k
+        # the shown fraction is rounded to 3 decimals: on a steep curve that moves the centile a little
+        assert abs(int(re.sub(r"\D", "", fields[f"{k}_centile"])) - c) <= 3, k
     gap_c = model.centile_of("gap", float(row["brain_age_gap"]), age, cli.SAMPLE_SEX)
     assert fields["gap_centile"] == report.ordinal(gap_c)
 
@@ -132,9 +133,12 @@ def test_report_content(sample):
     html = sample["html"].read_text(encoding="utf-8")
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
     for expected in ("Research use only", "not for diagnosis", "IXI012-HH-1211_T1.nii.gz", "male",
-                     "Scan date not in the image header", "90% interval", "All automatic checks passed",
-                     "brain mask", "Ages outside"):
+                     "Scan date not in the image header", "90% interval", "brain mask", "Ages outside"):
         assert expected in text, expected
+    qc = sample["row"]["qc"]
+    assert ("All automatic checks passed" in text) == (qc == "ok")
+    for warning in ([] if qc == "ok" else qc.split(";")):
+        assert report.qc_advice(warning)[0] in text
     for name, entry in models.read_manifest()["files"].items():
         assert entry["sha256"] in html, name
     lo, hi = normative.load().age_range
