@@ -225,5 +225,5 @@ def test_blurred_scan_gets_a_sharpness_warning(image):
     assert sharp.sharpness > MIN_EDGE_SHARPNESS
     assert not any("softer" in q for q in sharp.qc)
     blurred, _, _ = segment_image(sitk.SmoothingRecursiveGaussian(sitk.Cast(image, sitk.sitkFloat32), 3.0))
-    assert blurred.sharpness < sharp.sharpness - 0.2
+    assert blurred.sharpness < sharp.sharpness - 0.15
     assert any("image much softer than the training scans" in q for q in blurred.qc)

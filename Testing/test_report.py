@@ -74,7 +74,7 @@ def sample(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sample")
     out = tmp / "out"
     assert cli.main(["predict", "--sample", "--report", str(out), "--output", str(tmp / "results.csv"), "-q"]) == 0
-    with open(tmp / "results.csv", newline="") as f:
+    with open(tmp / "results.csv", newline="", encoding="utf-8") as f:
         row = next(csv.DictReader(f))
     stem = cli.input_stem(str(cli.SAMPLE))
     return {"out": out, "row": row, "html": out / f"{stem}_report.html", "pdf": out / f"{stem}_report.pdf",
@@ -112,7 +112,7 @@ def test_every_number_equals_the_csv_row(sample):
     assert shown == {k: row[k] for k in shown}
     # and in the PDF's text
     text = subprocess.run([tool("pdftotext"), "-layout", str(sample["pdf"]), "-"], capture_output=True,
-                          text=True, check=True).stdout
+                          text=True, encoding="utf-8", check=True).stdout
     for k in ("predicted_age", "interval_low", "interval_high", "chronological_age", "brain_age_gap",
               "gm_ml", "wm_ml", "csf_ml", "tiv_ml"):
         assert row[k] in text, k

@@ -332,7 +332,7 @@ def test_batch_in_background(app, monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="folder"):
         logic.folderInputs(str(tmp_path / "nowhere"))
     ages = tmp_path / "ages.csv"
-    ages.write_text("subject_id,age\na,50.5\n")
+    ages.write_text("subject_id,age\na_T1,50.5\n")
     finished = []
     out_csv = tmp_path / "out.csv"
     job = logic.batchInBackground(inputs, str(out_csv), agesCsv=str(ages), onFinished=finished.append)

@@ -208,12 +208,22 @@ class SiteCalibration:
 
 
 def load_site_calibration(path: str | Path):
-    """A :class:`SiteCalibration` or a legacy ``SiteOffset`` from a JSON file (validated)."""
+    """A :class:`SiteCalibration` (``brainage calibrate-site``) or a ``SiteOffset``
+    (``brainage site-offset``) from a JSON file, validated: a JSON object of a known type, no
+    NaN or Infinity, every field checked."""
     from .regression import SiteOffset
-    d = json.loads(Path(path).read_text(encoding="utf-8"))
-    if isinstance(d, dict) and d.get("type") == "SiteOffset":
+
+    def no_constants(name: str):
+        raise ValueError(f"{name} is not valid JSON")
+    d = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=no_constants)
+    if not isinstance(d, dict):
+        raise ValueError(f"expected a JSON object, got a {type(d).__name__}")
+    if d.get("type") == "SiteCalibration":
+        return SiteCalibration.from_dict(d)
+    if d.get("type") == "SiteOffset":
         return SiteOffset.from_dict(d)
-    return SiteCalibration.from_dict(d)
+    raise ValueError("not a BrainAge site-offset file (type SiteOffset) nor a site-calibration file "
+                     "(type SiteCalibration)")
 
 
 def calibrate_from_scans(scans, ages, approach: str = "ensemble", log=print) -> SiteCalibration:

@@ -231,7 +231,11 @@ def validate_image(image: sitk.Image, name: str = "image") -> sitk.Image:
     if min(extent) < MIN_EXTENT_MM:
         raise InputError(f"{name}: field of view {tuple(round(e) for e in extent)} mm is too small "
                          "to hold a whole brain")
-    image = sitk.Cast(image, sitk.sitkFloat32)
+    try:
+        image = sitk.Cast(image, sitk.sitkFloat32)
+    except RuntimeError:          # complex voxels (e.g. a raw k-space or phase export)
+        raise InputError(f"{name}: voxels of type {image.GetPixelIDTypeAsString()} are not "
+                         "magnitudes; a T1 is a real-valued scalar image") from None
     arr = sitk.GetArrayViewFromImage(image)
     if not np.isfinite(arr).all():
         raise InputError(f"{name}: contains NaN or infinite voxels")
