@@ -553,7 +553,7 @@ def test_batch_in_background_writes_the_cli_csv(processed, tmp_path):
     tiny = mrml.add_volume_node(scene, sitk.Image(6, 6, 6, sitk.sitkFloat32), "IXI099 tiny")
     out_csv = tmp_path / "batch" / "brainage.csv"
     missing = str(tmp_path / "missing_T1.nii.gz")
-    job = mrml.start_batch([tiny, missing], out_csv, ages={"IXI099": 61.5})
+    job = mrml.start_batch([tiny, missing], out_csv, ages={"IXI099 tiny": 61.5})
     seen = []
     assert job.wait(timeout=300, progress=seen.append) == "finished"
     with open(out_csv, newline="") as f:
