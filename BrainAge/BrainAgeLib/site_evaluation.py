@@ -20,6 +20,7 @@ import numpy as np
 
 from .training.age_model import age_metrics, candidate_regressors, cnn_predictions, feature_matrix
 from .training.cnn import training_partition
+from .training.features import scan_features
 
 
 def _fit_a(f, idx, name: str, seed: int, degraded: bool = True):
@@ -221,11 +222,6 @@ ACQUISITIONS = {          # model-space simulations (TorchIO), one fixed draw ea
 }
 
 
-def _segment_features(net, arr, registered: bool, cell: int = 6):
-    from .training.features import scan_features
-    return scan_features(net, arr, registered)
-
-
 def feature_invariance(data_dir, resunet_path, age_model_path, n: int = 8, seed: int = 20261123) -> list[dict]:
     """The same Cam-CAN ``test`` subjects under each simulated acquisition (:data:`ACQUISITIONS`,
     in model space): the change of the global CSF/GM/WM fractions (percentage points of TIV) and
@@ -252,7 +248,7 @@ def feature_invariance(data_dir, resunet_path, age_model_path, n: int = 8, seed:
     ids = sorted(np.random.default_rng(seed).choice(ids, n, replace=False))
 
     def measure(arr):
-        f = _segment_features(net, arr, False)
+        f = scan_features(net, arr, False)
         x = np.concatenate([f[f"regional_c{reg.cell}"], f["global"]])[None]
         return f["global"], float(bias(reg.predict(x))[0])
     rows = []
@@ -303,7 +299,7 @@ def site_distance_for(data_root, ixi_cache, resunet_path, seed: int = 20261123) 
         for split, age, arr, reg in (("ixi120", ixi["age"][j], ixi["image"][j].astype(np.float32), True),
                                      ("reg_train", k["age"], normalize_intensity(sitk.GetArrayFromImage(
                                          sitk.ReadImage(str(camcan_paths(Path(data_root) / "camcan", k["subject_id"])["image"])))), False)):
-            feats = _segment_features(net, arr, reg)
+            feats = scan_features(net, arr, reg)
             f["split"].append(split)
             f["age"].append(float(age))
             f["global"].append(feats["global"])
