@@ -28,6 +28,8 @@ def main_exit(argv, capsys):
 def test_finds_every_run_and_session_with_its_age(dataset):
     scans = bids.find_scans(dataset)
     assert [s.relpath for s in scans] == sorted(SCANS)
+    assert bids.read_sexes(dataset) == {"01": "F", "02": "M"}
+    assert {s.subject: s.sex for s in scans} == {"01": "F", "02": "M"}
     assert {s.relpath: s.age for s in scans} == AGES      # sessions.tsv wins over participants.tsv
     one = {s.relpath: s for s in scans}["sub-01/ses-2/anat/sub-01_ses-2_run-1_T1w.nii.gz"]
     assert (one.subject, one.session, one.entities["run"]) == ("01", "2", "1")
@@ -134,6 +136,17 @@ def test_group_level_from_rows(dataset, tmp_path):
     assert "n/a" in lines[3]        # the failed scan's empty cells
     for f in ("brainage_vs_age.png", "brainage_gap.png", "brainage_qc.png"):
         assert (out / "figures" / f).read_bytes()[:4] == b"\x89PNG"
+    html = (out / "reports" / "cohort_report.html").read_text()    # the cohort report (issue 15)
+    assert (out / "reports" / "cohort_report.pdf").read_bytes()[:4] == b"%PDF"
+    assert "Brain age cohort report (3 scans)" in html and "error: cannot read" in html
+    assert summary["report"]["html"].endswith("cohort_report.html")
+    linked = bids.report_path(out, scans[0])          # a scan report from --report
+    linked.write_text("<html></html>")
+    bids.write_group(out, dataset)
+    html = (out / "reports" / "cohort_report.html").read_text()
+    assert f'href="{linked.name}"' in html and html.count("_report.html") == 1
+    assert "/reports" in (out / ".bidsignore").read_text()
+    bids.write_group(out, report=False)
     shutil.rmtree(out / "sub-01")
     shutil.rmtree(out / "sub-02")
     with pytest.raises(bids.BidsError, match="run the participant level first"):

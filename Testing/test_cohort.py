@@ -225,6 +225,27 @@ def test_resumed_run_does_no_work_twice(runs, tmp_path, capsys):
     assert resumed == whole
 
 
+def test_participant_report_and_cohort_report(runs, tmp_path, capsys):
+    """``participant --report`` on a finished derivative writes the missing one-page report (the
+    scan is redone, its numbers unchanged); the group level's cohort report links it."""
+    out = tmp_path / "brainage"
+    shutil.copytree(runs["out"], out)
+    scan = next(s for s in bids.find_scans(runs["ds"]) if s.subject == "02")
+    with worker_threads():
+        assert run_main(["bids", runs["ds"], out, "participant", "--participant-label", "02",
+                         "--report", "-q"]) == 0
+    assert "1 to do" in capsys.readouterr().err
+    report = bids.report_path(out, scan)
+    assert report.name == "sub-02_T1w_report.html" and report.with_suffix(".pdf").exists()
+    row = read_csv(bids.scan_outputs(out, scan)["tsv"], "\t")[0]
+    html = report.read_text()
+    assert f'data-field="predicted_age">{float(row["predicted_age"]):.2f}<' in html and "<th>Sex</th><td>male</td>" in html
+    assert_same_values(row, scan_rows(runs["out"])[scan.relpath])
+    assert run_main(["bids", runs["ds"], out, "group"]) == 0
+    cohort = (out / "reports" / "cohort_report.html").read_text()
+    assert 'href="sub-02_T1w_report.html"' in cohort and "(3 scans)" in cohort
+
+
 def test_a_scan_that_always_fails_becomes_one_failed_row():
     """A task that raises on every try: retried twice, then one error row per scan, no raise."""
     jobs = [cohort.ScanJob(key=f"scan{i}", path=f"scan{i}.nii.gz", chronological_age=40.0 + i)

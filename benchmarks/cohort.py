@@ -75,7 +75,8 @@ def main() -> None:
             s = src[i % len(src)]
             shutil.copy(s, folder / f"scan{i:03d}_{s.name}")
         load0 = os.getloadavg()
-        say(f"Cohort benchmark: {args.scans} scans ({len(src)} distinct {src[0].parent.name} T1s), "
+        origin = src[0].parent.parent.name if src[0].parent.name == "t1" else src[0].parent.name
+        say(f"Cohort benchmark: {args.scans} scans ({len(src)} distinct T1s from {origin}), "
             f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
             f"load average before {load0[0]:.1f}")
         results = {}
@@ -107,8 +108,9 @@ def main() -> None:
                      for k, r in results[name]["rows"].items() if r["predicted_age"]]
             say(f"{results[name]['label']} vs serial: {ratio:.2f}x the throughput; largest age "
                 f"difference {max(diffs):.3f} years over {len(diffs)} scans")
-    say(f"load average after: {load1[0]:.1f} (before {load0[0]:.1f}; on {os.cpu_count()} cores: "
-        f"{'a busy machine, rerun on a quiet one' if max(load0[0], load1[0]) > 0.5 else 'quiet'})")
+    say(f"load average before the runs: {load0[0]:.1f} on {os.cpu_count()} cores "
+        f"({'a busy machine, rerun on a quiet one' if load0[0] > 0.5 else 'quiet'}); after: {load1[0]:.1f}, "
+        f"the benchmark's own load")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)

@@ -11,10 +11,15 @@ Participant level, per T1w scan ``sub-<s>[_ses-<t>][_acq-...][_run-<r>]_T1w.nii.
   ``brainage predict``'s CSV, with each column's description and units in the sidecar. It is
   written last, so a scan with an ok row is done: a second run skips it (resume).
 
-Group level: ``OUTPUT_DIR/brainage.tsv`` (every scan) and ``figures/`` (predicted against
-chronological age, the gap's distribution, QC counts). ``dataset_description.json`` carries
+With ``--report``, each scan's one-page report (HTML + PDF, :mod:`BrainAgeLib.report`) goes to
+``OUTPUT_DIR/reports/<source name>_report.html``.
+
+Group level: ``OUTPUT_DIR/brainage.tsv`` (every scan), ``figures/`` (predicted against
+chronological age, the gap's distribution, QC counts) and ``reports/cohort_report.html`` + ``.pdf``
+(the cohort report: scatter, gap distribution, QC counts, the scans to look at first, linked to
+their reports when the participant level wrote them). ``dataset_description.json`` carries
 ``GeneratedBy`` and ``SourceDatasets``. The ``_brainage`` tables and the figures are not (yet)
-BIDS file types, so ``.bidsignore`` lists them; the derivative passes the BIDS validator.
+BIDS file types, so ``.bidsignore`` lists them (and ``reports/``); the derivative passes the BIDS validator.
 """
 from __future__ import annotations
 
@@ -57,7 +62,8 @@ COLUMN_DESCRIPTIONS = {
            "could not be processed"},
     "seconds": {"Description": "processing time of the scan", "Units": "s"},
 }
-BIDSIGNORE = ["*_brainage.tsv", "*_brainage.json", "/brainage.tsv", "/brainage.json", "/figures"]
+BIDSIGNORE = ["*_brainage.tsv", "*_brainage.json", "/brainage.tsv", "/brainage.json", "/figures", "/reports"]
+REPORTS = "reports"
 README = """# BrainAge derivative
 
 Made by `brainage bids` ({code}), version {version}.
@@ -67,7 +73,9 @@ Made by `brainage bids` ({code}), version {version}.
 * `sub-*/[ses-*/]anat/*_brainage.tsv`: the scan's brain age (years), 90% prediction interval,
   chronological age and gap (years), tissue volumes (ml) and QC; the `.json` beside it describes
   each column and its units.
-* `brainage.tsv`, `figures/`: the whole cohort (group level).
+* `brainage.tsv`, `figures/`, `reports/cohort_report.html` (+ `.pdf`): the whole cohort (group
+  level); `reports/` also holds each scan's one-page report when the participant level ran with
+  `--report`.
 
 Research use only; not a medical device.
 """
@@ -87,6 +95,7 @@ class BidsScan:
     session: str | None = None
     age: float | None = None
     entities: dict = field(default_factory=dict)
+    sex: str | None = None       # "M" / "F" from participants.tsv, when given
 
     @property
     def prefix(self) -> str:
@@ -164,6 +173,22 @@ def read_ages(bids_dir: str | os.PathLike) -> tuple[dict[str, float], dict[tuple
     return by_subject, by_session
 
 
+def read_sexes(bids_dir: str | os.PathLike) -> dict[str, str]:
+    """Sex ("M" / "F") by subject label from the ``sex`` column of ``participants.tsv``
+    (M, F, male, female in any case; anything else is left out)."""
+    part = Path(bids_dir) / "participants.tsv"
+    if not part.exists():
+        return {}
+    codes = {"m": "M", "male": "M", "f": "F", "female": "F"}
+    out = {}
+    for row in _read_tsv(part):
+        sub = (row.get("participant_id") or "").removeprefix("sub-")
+        sex = codes.get((row.get("sex") or "").strip().lower())
+        if sub and sex:
+            out[sub] = sex
+    return out
+
+
 def find_scans(bids_dir: str | os.PathLike, participant_labels=None, session_labels=None,
                filter_file: str | os.PathLike | None = None) -> list[BidsScan]:
     """Every T1w image (all runs and sessions) of the dataset, with its age, sorted by path.
@@ -199,6 +224,7 @@ def find_scans(bids_dir: str | os.PathLike, participant_labels=None, session_lab
     except Exception as e:   # an unknown entity in the filter file
         raise BidsError(f"--bids-filter-file: cannot query {bids_dir}: {e}") from None
     by_subject, by_session = read_ages(root)
+    sexes = read_sexes(root)
     scans = []
     for f in files:
         ent = f.get_entities()
@@ -207,7 +233,7 @@ def find_scans(bids_dir: str | os.PathLike, participant_labels=None, session_lab
         rel = Path(os.path.relpath(os.path.realpath(f.path), os.path.realpath(root))).as_posix()
         scans.append(BidsScan(path=os.path.abspath(f.path), relpath=rel, subject=sub,
             session=ses, age=age if age is not None else by_subject.get(sub),
-            entities={k: str(v) for k, v in ent.items()}))
+            entities={k: str(v) for k, v in ent.items()}, sex=sexes.get(sub)))
     if not scans:
         raise BidsError(f"no T1w image in {bids_dir} matches " + ", ".join(
             f"{k}={v}" for k, v in query.items()))
@@ -278,11 +304,21 @@ def prepare_output(bids_dir: str | os.PathLike, output_dir: str | os.PathLike) -
     return out
 
 
+def report_name(relpath: str) -> str:
+    """A scan's report name: its source file name without the extension (``sub-01_ses-1_T1w``)."""
+    return relpath.rsplit("/", 1)[-1].split(".", 1)[0]
+
+
 def scan_outputs(output_dir: str | os.PathLike, scan: BidsScan) -> dict[str, Path]:
     """The files one scan writes: dseg (+json) and the table (+json)."""
     stem = Path(output_dir) / scan.prefix
     return {"dseg": Path(f"{stem}_desc-{DESC}_dseg.nii.gz"), "dseg_json": Path(f"{stem}_desc-{DESC}_dseg.json"),
             "tsv": Path(f"{stem}_{DESC}.tsv"), "json": Path(f"{stem}_{DESC}.json")}
+
+
+def report_path(output_dir: str | os.PathLike, scan: BidsScan) -> Path:
+    """The scan's one-page report (HTML; the PDF beside it), written with ``--report``."""
+    return Path(output_dir) / REPORTS / f"{report_name(scan.relpath)}_report.html"
 
 
 def settings_of(options: dict) -> dict:
@@ -350,16 +386,30 @@ def process_scan(job) -> dict:
     except OSError as e:
         out["qc"] = f"error: cannot write {files['tsv']} ({e.strerror or e})"
         result = None
+    if job.extra.get("report") and result is not None:
+        from .report import write_job_report
+        try:
+            write_job_report(result, job.path, job.extra["report"])
+        except Exception as e:   # a report that cannot be written must not lose the age
+            out["_report_error"] = f"{type(e).__name__}: {e}"
     out["_failed"] = result is None
     return out
 
 
-def scan_jobs(scans: list[BidsScan], output_dir: str | os.PathLike, options: dict):
-    """One :class:`~BrainAgeLib.cohort.ScanJob` per scan."""
+def scan_jobs(scans: list[BidsScan], output_dir: str | os.PathLike, options: dict, report: bool = False):
+    """One :class:`~BrainAgeLib.cohort.ScanJob` per scan; with ``report`` each task also writes
+    the scan's one-page report into ``OUTPUT_DIR/reports/``."""
     from dataclasses import asdict
     from .cohort import ScanJob
+
+    def extra(s: BidsScan) -> dict:
+        e = {"scan": asdict(s), "output_dir": str(output_dir)}
+        if report:
+            e["report"] = {"out_dir": str(Path(output_dir) / REPORTS), "name": report_name(s.relpath),
+                           "sex": s.sex, "pdf": True}
+        return e
     return [ScanJob(key=s.relpath, path=s.path, chronological_age=s.age, options=dict(options),
-                    extra={"scan": asdict(s), "output_dir": str(output_dir)}) for s in scans]
+                    extra=extra(s)) for s in scans]
 
 
 # --------------------------------------------------------------------------- group level
@@ -389,8 +439,10 @@ def qc_counts(rows: list[dict]) -> dict[str, int]:
     return counts
 
 
-def write_group(output_dir: str | os.PathLike) -> dict:
-    """``brainage.tsv`` (+ json) and the figures of the whole cohort; returns a summary."""
+def write_group(output_dir: str | os.PathLike, bids_dir: str | os.PathLike | None = None,
+                report: bool = True) -> dict:
+    """``brainage.tsv`` (+ json), the figures and (``report``) the cohort report of the whole
+    cohort (sex from ``bids_dir``'s participants.tsv when given); returns a summary."""
     from .outputs import atomic_write_text
     out = Path(output_dir)
     rows = collect_rows(out)
@@ -402,10 +454,29 @@ def write_group(output_dir: str | os.PathLike) -> dict:
     figures = _figures(rows, counts, out / "figures")
     gaps = [float(r["brain_age_gap"]) for r in rows if r.get("brain_age_gap")]
     summary = {"scans": len(rows), "qc": counts, "figures": [str(f) for f in figures]}
+    if report:
+        summary["report"] = {k: str(v) for k, v in write_group_report(rows, out, bids_dir).items()}
     if gaps:
         summary.update(mean_gap=sum(gaps) / len(gaps),
                        mae=sum(abs(g) for g in gaps) / len(gaps), with_age=len(gaps))
     return summary
+
+
+def write_group_report(rows: list[dict], output_dir: Path, bids_dir=None) -> dict[str, Path]:
+    """``reports/cohort_report.html`` + ``.pdf`` of the derivative's rows, linking the scans'
+    own reports that the participant level wrote (``--report``)."""
+    from .report import write_cohort_report
+    sexes = read_sexes(bids_dir) if bids_dir else {}
+    folder = Path(output_dir) / REPORTS
+    cohort_rows, links = [], {}
+    for r in rows:
+        source = r.get("source", "")
+        cohort_rows.append({**r, "input": source,
+                            "sex": sexes.get(r.get("participant_id", "").removeprefix("sub-"), "")})
+        name = f"{report_name(source)}_report.html"
+        if (folder / name).exists():
+            links[source] = name
+    return write_cohort_report(cohort_rows, folder, reports=links)
 
 
 def _figures(rows: list[dict], counts: dict[str, int], folder: Path) -> list[Path]:
@@ -453,5 +524,5 @@ def _figures(rows: list[dict], counts: dict[str, int], folder: Path) -> list[Pat
 
 
 __all__ = ["BidsError", "BidsScan", "find_scans", "read_ages", "read_filter_file", "prepare_output",
-           "scan_outputs", "is_done", "process_scan", "scan_jobs", "collect_rows", "qc_counts",
-           "write_group", "dataset_description", "SCAN_COLUMNS", "LABELS"]
+           "scan_outputs", "report_path", "is_done", "process_scan", "scan_jobs", "collect_rows", "qc_counts",
+           "write_group", "write_group_report", "read_sexes", "dataset_description", "SCAN_COLUMNS", "LABELS"]

@@ -244,19 +244,22 @@ def cmd_bids(args) -> int:
             if args.participant_label or args.session_label or args.bids_filter_file:
                 raise ArgumentError("the group level takes every scan in OUTPUT_DIR: no labels or filter")
             bids.prepare_output(args.bids_dir, args.output_dir)
-            s = bids.write_group(args.output_dir)
+            s = bids.write_group(args.output_dir, args.bids_dir, report=not args.no_report)
             qc = ", ".join(f"{k} {v}" for k, v in s["qc"].items() if v)
             gap = (f"; mean gap {s['mean_gap']:+.2f} y, MAE {s['mae']:.2f} y over {s['with_age']} "
                    "scans with an age" if "mean_gap" in s else "")
             print(f"{s['scans']} scan(s) in {Path(args.output_dir) / 'brainage.tsv'} (QC: {qc}){gap}; "
-                  f"figures in {Path(args.output_dir) / 'figures'}", file=sys.stderr)
+                  f"figures in {Path(args.output_dir) / 'figures'}"
+                  + (f"; cohort report {s['report']['html']}" if "report" in s else ""), file=sys.stderr)
             return 0
         scans = bids.find_scans(args.bids_dir, args.participant_label, args.session_label,
                                 args.bids_filter_file)
         out = bids.prepare_output(args.bids_dir, args.output_dir)
         options = dict(skull_stripped=True if args.skull_stripped else None, approach=args.approach,
                        tissues=args.tissues, device=args.device)
-        todo = scans if args.overwrite else [s for s in scans if not bids.is_done(out, s, options)]
+        todo = scans if args.overwrite else [
+            s for s in scans if not bids.is_done(out, s, options)
+            or (args.report and not bids.report_path(out, s).exists())]
     except bids.BidsError as e:
         raise ArgumentError(str(e)) from None
     print(f"{len(scans)} T1w scan(s) in {args.bids_dir}; {len(scans) - len(todo)} already in "
@@ -269,9 +272,12 @@ def cmd_bids(args) -> int:
         if len(todo) > 1 and not args.quiet:
             from tqdm import tqdm
             bar = tqdm(total=len(todo), unit="scan", desc="brainage bids", file=sys.stderr)
-        for job, row in run_jobs(bids.process_scan, bids.scan_jobs(todo, out, options),
+        for job, row in run_jobs(bids.process_scan, bids.scan_jobs(todo, out, options, report=args.report),
                                  workers=args.workers, scheduler=args.scheduler, log=_log_line(bar)):
             failed += row.pop("_failed")
+            if row.get("_report_error"):
+                (bar.write if bar else print)(f"{job.key}: report not written ({row.pop('_report_error')})",
+                                              file=sys.stderr)
             done += 1
             if row["qc"].startswith("error"):
                 (bar.write if bar else print)(f"{job.key}: {row['qc']}", file=sys.stderr)
@@ -585,6 +591,10 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--overwrite", action="store_true", help="redo the scans already in OUTPUT_DIR "
                     "(default: skip them, so that a stopped run continues)")
     bd.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    bd.add_argument("--report", action="store_true", help="participant level: also write each scan's "
+                    "one-page report (HTML + PDF) into OUTPUT_DIR/reports/")
+    bd.add_argument("--no-report", action="store_true", help="group level: no cohort report "
+                    "(default: OUTPUT_DIR/reports/cohort_report.html + .pdf)")
     add_cluster_options(bd)
     bd.set_defaults(func=cmd_bids)
     so = sub.add_parser("site-offset", help="fit a scanner's brain-age offset from its healthy "
