@@ -222,8 +222,15 @@ def subject_context(result, *, input_path: str | os.PathLike | None = None, sex:
         "tissue_chart": data_uri(charts.tissue_charts(model, age if in_range else None, sex, fr)),
         "qc_chart": data_uri(qc_png) if qc_png else "",
         "training": training, "age_range": f"{lo:.0f}–{hi:.0f}", "models": model_files(),
-        "normative_note": "; ".join(f"{k}: {c.method}" for k, c in model.curves.items()),
+        "normative_note": "; ".join(f"{k}: {c.method}, fitted on {_population(c.population)}"
+                                    for k, c in model.curves.items()),
+        "sex_in_curves": any(c.sex_coef is not None for c in model.curves.values()),
+        "reference_only": sorted({c.population for c in model.curves.values()} - {"all sites"}),
     }
+
+
+def _population(population: str) -> str:
+    return "both training sites" if population == "all sites" else f"the {population} subjects only"
 
 
 def _environment():
