@@ -233,8 +233,6 @@ def test_noise_qc_fires_on_a_noisy_scan_only(model_space):
     assert any("noisy image" in w for w in qc.noise_qc(noisy_snr))
 
 
-@pytest.mark.xfail(strict=True, reason="FOCAL_MAX_ML (12 ml) was set with the ResUNet before issue 11's "
-                   "retraining; with the new one this 45 ml lesion reads 10.3 ml: recalibrate, then drop this mark")
 def test_focal_qc_fires_on_a_lesion_only(model_space):
     from BrainAgeLib import models
     from BrainAgeLib.segmentation import segment_array
