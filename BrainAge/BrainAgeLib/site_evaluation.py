@@ -48,6 +48,9 @@ def _summary(pred, age) -> dict:
             "r": round(m["r"], 3), "r_gap_age": round(m["r_gap_age"], 3)}
 
 
+WEIGHT_SWEEP = (0.0, 0.1, 0.2, 0.3, 0.35, 0.4, 0.5)   # A's ensemble weights compared leave-one-site-out
+
+
 def leave_one_site_out(f, name: str, cnn_dirs: dict, weight_a: float, seed: int = 20261123) -> dict:
     """LOSO figures. ``cnn_dirs``: {"camcan": run folder of the Cam-CAN-only CNN, "ixi": of the
     IXI-only CNN} (with ``age_cnn.safetensors`` and ``cnn_config.json``); missing ones are skipped.
@@ -80,6 +83,11 @@ def leave_one_site_out(f, name: str, cnn_dirs: dict, weight_a: float, seed: int 
             bias_e = AgeBiasCorrection().fit(weight_a * pa_val + (1 - weight_a) * pb_val, yv)
             res["ensemble"] = _summary(bias_e(weight_a * raw_a + (1 - weight_a) * raw_b), y)
             res["_ensemble_ages"] = bias_e(weight_a * raw_a + (1 - weight_a) * raw_b)
+            sweep = {}
+            for wa in WEIGHT_SWEEP:      # what A's weight would do on the unseen site
+                be = AgeBiasCorrection().fit(wa * pa_val + (1 - wa) * pb_val, yv)
+                sweep[f"{wa:.2f}"] = _summary(be(wa * raw_a + (1 - wa) * raw_b), y)
+            res["_by_weight"] = sweep
         res["_test_rows"] = test_rows
         out[f"train {train_site} -> test {'ixi' if train_site == 'camcan' else 'camcan'}"] = res
     return out
@@ -195,6 +203,7 @@ def evaluate_sites(cache_path, out_dir, age_model_dir, cnn_dirs: dict, log=print
     loso = leave_one_site_out(f, name, cnn_dirs, w)
     summary["leave_one_site_out"] = {k: {a: v for a, v in r.items() if not a.startswith("_")}
                                      for k, r in loso.items()}
+    summary["leave_one_site_out_by_weight"] = {k: r["_by_weight"] for k, r in loso.items() if "_by_weight" in r}
     log(json.dumps(summary["leave_one_site_out"], indent=1))
     rows = calibration_experiment(f, name, cnn_dirs.get("camcan"), w)
     with open(out / "calibration.csv", "w", newline="") as fh:
