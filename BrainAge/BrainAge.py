@@ -9,6 +9,7 @@ import enum
 import importlib
 import logging
 import os
+import pathlib
 import sys
 import time
 import traceback
@@ -178,7 +179,8 @@ class Tissues(enum.Enum):
 @parameterNodeWrapper
 class BrainAgeParameterNode:
     """inputVolume: the T1; outputSegmentation/outputTable: None creates new ones;
-    chronologicalAge: years, 0 for unknown; skullStripped: skip brain extraction."""
+    chronologicalAge: years, 0 for unknown; skullStripped: skip brain extraction;
+    siteCalibration: this scanner's calibration JSON (brainage calibrate-site), empty for none."""
 
     inputVolume: vtkMRMLScalarVolumeNode
     outputSegmentation: vtkMRMLSegmentationNode
@@ -188,6 +190,7 @@ class BrainAgeParameterNode:
     device: Device = Device.AUTO
     tissues: Tissues = Tissues.CAMCAN
     skullStripped: bool = False
+    siteCalibration: pathlib.Path
 
 
 #
@@ -337,12 +340,17 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p.inputVolume, p.outputSegmentation, p.outputTable,
             chronologicalAge=p.chronologicalAge if p.chronologicalAge > 0 else None,
             approach=p.approach.value, device=p.device.value, tissues=p.tissues.value,
-            skullStripped=True if p.skullStripped else None,
+            skullStripped=True if p.skullStripped else None, siteCalibration=self._siteCalibration(),
             onProgress=self._onProgress, onFinished=self._onFinished)
         if self._job is None:
             self.ui.progressBar.setVisible(False)
         self.ui.inputsCollapsibleButton.enabled = self._job is None
         self._updateApplyButton()
+
+    def _siteCalibration(self):
+        """The site-calibration file chosen, or None (an empty path edit reads as "." or "")."""
+        path = self._parameterNode.siteCalibration
+        return str(path) if path is not None and str(path) not in ("", ".") else None
 
     def _onProgress(self, fraction: float, message: str) -> None:
         self.ui.progressBar.setValue(int(100 * fraction))
@@ -409,7 +417,7 @@ class BrainAgeWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             inputs, self.ui.batchOutputPathLineEdit.currentPath,
             agesCsv=self.ui.batchAgesPathLineEdit.currentPath or None,
             approach=p.approach.value, device=p.device.value, tissues=p.tissues.value,
-            skullStripped=True if p.skullStripped else None,
+            skullStripped=True if p.skullStripped else None, siteCalibration=self._siteCalibration(),
             onProgress=self._onBatchProgress, onFinished=self._onBatchFinished)
         if self._batch is not None:
             self.ui.batchRunButton.text = _("Cancel batch")
@@ -543,7 +551,7 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
 
     def process(self, volumeNode, segmentationNode=None, tableNode=None, chronologicalAge=None,
                 approach="ensemble", device="auto", skullStripped=None, progress=None,
-                tissues="camcan"):
+                tissues="camcan", siteCalibration=None):
         """Brain age of ``volumeNode`` into a segmentation and a table node (None: new ones),
         blocking (for scripts). Delegates to ``BrainAgeLib.mrml.process`` with
         ``slicer.mrmlScene``; returns its result (``.segmentationNode``, ``.tableNode``,
@@ -555,7 +563,7 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         start = time.time()
         out = process(slicer.mrmlScene, volumeNode, segmentationNode, tableNode, chronologicalAge,
                       approach=approach, device=device, skullStripped=skullStripped, progress=progress,
-                      tissues=tissues)
+                      tissues=tissues, siteCalibration=siteCalibration)
         logging.info(f"BrainAge: {volumeNode.GetName()}: {out.predicted_age:.1f} years "
                      f"in {time.time() - start:.1f} s")
         return out
@@ -596,7 +604,7 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
 
     def processInBackground(self, volumeNode, segmentationNode=None, tableNode=None, chronologicalAge=None,
                             approach="ensemble", device="auto", skullStripped=None, tissues="camcan",
-                            onProgress=None, onFinished=None):
+                            siteCalibration=None, onProgress=None, onFinished=None):
         """Start the estimation in a background process and return at once: a
         ``BrainAgeLib.mrml.BackgroundProcess`` (``.state``, ``.output`` when finished, ``.error``
         when failed, ``.cancel()``). ``onProgress(fraction, message)`` and ``onFinished(job)`` are
@@ -607,7 +615,7 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         python, env = self.workerCommand()
         job = start_process(slicer.mrmlScene, volumeNode, segmentationNode, tableNode, chronologicalAge,
                             approach=approach, device=device, skullStripped=skullStripped, tissues=tissues,
-                            python=python, env=env)
+                            python=python, env=env, siteCalibration=siteCalibration)
         self._poll(job, onProgress, onFinished)
         return job
 
@@ -737,7 +745,8 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         return inputs
 
     def batchInBackground(self, inputs, outputCsv, agesCsv=None, approach="ensemble", device="auto",
-                          skullStripped=None, tissues="camcan", onProgress=None, onFinished=None):
+                          skullStripped=None, tissues="camcan", siteCalibration=None, onProgress=None,
+                          onFinished=None):
         """Every input (paths or volume nodes) into one row of ``outputCsv``, in the background:
         the same CSV as ``brainage predict``. Returns the ``BrainAgeLib.runner.BackgroundJob``."""
         from BrainAgeLib.cli import ArgumentError, read_ages
@@ -750,7 +759,8 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
             raise ValueError(str(e)) from None
         python, env = self.workerCommand()
         job = start_batch(list(inputs), outputCsv, ages=ages, approach=approach, device=device,
-                          skullStripped=skullStripped, tissues=tissues, python=python, env=env)
+                          skullStripped=skullStripped, tissues=tissues, python=python, env=env,
+                          siteCalibration=siteCalibration)
         self._poll(job, onProgress, onFinished)
         return job
 

@@ -572,3 +572,32 @@ def test_batch_in_background_writes_the_cli_csv(processed, tmp_path):
     scene.RemoveNode(tiny)
     with pytest.raises(ValueError, match="no input"):
         mrml.start_batch([], out_csv)
+
+
+def test_background_process_applies_the_site_calibration_file(processed, tmp_path):
+    """The Slicer "Site calibration" parameter: a site-offset JSON moves every age by its offset
+    in the background worker; a broken file is refused before the worker starts, and the scene
+    is left as it was."""
+    import json
+    from BrainAgeLib.regression import SiteOffset
+    scene, volume, blocking = processed["scene"], processed["volume"], processed["out"]
+    site = tmp_path / "site.json"
+    site.write_text(json.dumps(SiteOffset(offset=3.0, n=20, mad=2.0).to_dict()))
+    job = mrml.start_process(scene, volume, blocking.segmentationNode, blocking.tableNode,
+                             chronologicalAge=cli.SAMPLE_AGE, siteCalibration=str(site))
+    out = job.wait(timeout=600)
+    b = blocking.result
+    assert out.predicted_age == pytest.approx(b.predicted_age - 3.0, abs=1e-3)
+    assert out.result.predicted_age_volumes == pytest.approx(b.predicted_age_volumes - 3.0, abs=1e-3)
+    assert np.allclose(out.interval, np.asarray(b.interval) - 3.0, atol=1e-3)
+    assert mrml.read_table_node(out.tableNode)["Predicted brain age"] == pytest.approx(b.predicted_age - 3.0,
+                                                                                       abs=0.006)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"type": "SiteOffset", "offset_years": NaN, "n_controls": 20}')
+    before = _scene_state(scene)
+    with pytest.raises(ValueError, match="site calibration .*bad.json"):
+        mrml.start_process(scene, volume, siteCalibration=str(bad))
+    assert _scene_state(scene) == before
+    _assert_unchanged(volume, processed["before"])
+    # put the table back as the other tests expect it (the uncalibrated ages)
+    mrml.process(scene, volume, blocking.segmentationNode, blocking.tableNode, chronologicalAge=cli.SAMPLE_AGE)

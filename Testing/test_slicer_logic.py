@@ -61,9 +61,10 @@ def _fake_predict(calls):
     labels = sitk.ReadImage(str(DATA / "IXI013-HH-1212_DLMUSE_tissues.nii.gz"), sitk.sitkUInt8)
 
     def predict(image, *, skull_stripped=None, chronological_age=None, approach="ensemble",
-                tissues="camcan", device="auto", progress=None):
+                tissues="camcan", device="auto", site_calibration=None, progress=None):
         calls.append(dict(skull_stripped=skull_stripped, chronological_age=chronological_age,
-                          approach=approach, tissues=tissues, device=device, size=image.GetSize()))
+                          approach=approach, tissues=tissues, device=device, size=image.GetSize(),
+                          site_calibration=site_calibration))
         if progress:
             progress(1.0, "done")
         return pipeline.BrainAgeResult(
@@ -95,9 +96,9 @@ def test_logic_process_from_the_console(app, monkeypatch):
     monkeypatch.setattr(logic, "unmetRequirements", lambda: [])
     volume = mrml.add_volume_node(app.scene, sitk.ReadImage(str(DATA / "IXI013-HH-1212_T1.nii.gz")), "T1")
     out = logic.process(volume, chronologicalAge=40.0, approach="volumes", device="cpu", skullStripped=True,
-                        tissues="dlmuse")
+                        tissues="dlmuse", siteCalibration="site.json")
     assert calls == [dict(skull_stripped=True, chronological_age=40.0, approach="volumes", tissues="dlmuse",
-                          device="cpu", size=(120, 120, 90))]
+                          device="cpu", size=(120, 120, 90), site_calibration="site.json")]
     assert out.predicted_age == 47.0
     assert out.segmentationNode.GetScene() is app.scene and out.tableNode.GetScene() is app.scene
     assert out.segmentationNode.GetSegmentation().GetNumberOfSegments() == 3

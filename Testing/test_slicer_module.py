@@ -78,13 +78,14 @@ def test_every_parameter_is_bound_to_one_widget():
     params = {n.target.id for n in _class(_module_ast(), "BrainAgeParameterNode").body
               if isinstance(n, ast.AnnAssign)}
     assert params == {"inputVolume", "outputSegmentation", "outputTable", "chronologicalAge",
-                      "approach", "device", "tissues", "skullStripped"}
+                      "approach", "device", "tissues", "skullStripped", "siteCalibration"}
     assert set(bound) == params
     assert all(len(v) == 1 for v in bound.values()), bound
     classes = {k: v[0][0] for k, v in bound.items()}
     assert classes["inputVolume"] == classes["outputSegmentation"] == classes["outputTable"] == "qMRMLNodeComboBox"
     assert classes["approach"] == classes["device"] == classes["tissues"] == "QComboBox"
     assert classes["skullStripped"] == "QCheckBox" and classes["chronologicalAge"] == "QDoubleSpinBox"
+    assert classes["siteCalibration"] == "ctkPathLineEdit"
 
 
 def test_node_selectors_take_the_right_node_types():

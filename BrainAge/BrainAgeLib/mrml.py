@@ -344,22 +344,24 @@ def release_models() -> None:
 def process(scene, volumeNode, segmentationNode=None, tableNode=None, chronologicalAge=None,
             approach: str = "ensemble", device: str = "auto", skullStripped: bool | None = None,
             progress: Callable[[float, str], None] | None = None,
-            tissues: str = "camcan") -> ProcessResult:
+            tissues: str = "camcan", siteCalibration=None) -> ProcessResult:
     """Brain age of a volume node; tissues into a segmentation node, measurements into a table.
 
     Blocking (for scripts; the GUI uses :func:`start_process`). Outputs that are None are
     created; given ones are reused and overwritten, never duplicated. The input node is never
     modified. ``skullStripped``: True skips brain extraction, None detects it.
     ``progress(fraction, message)`` is called as the steps advance. ``tissues``: "camcan" or
-    "dlmuse", the tissue definition of the segments and volumes. The networks leave the GPU after
-    the run.
+    "dlmuse", the tissue definition of the segments and volumes. ``siteCalibration``: the path of
+    this scanner's calibration JSON (``brainage calibrate-site`` or ``site-offset``), or None.
+    The networks leave the GPU after the run.
     """
     from .pipeline import predict
     _check_input(volumeNode)
     image = volume_node_to_sitk(volumeNode)
     try:
         result = predict(image, skull_stripped=skullStripped, chronological_age=chronologicalAge,
-                         approach=approach, tissues=tissues, device=device, progress=progress)
+                         approach=approach, tissues=tissues, device=device, progress=progress,
+                         site_calibration=siteCalibration or None)
     finally:
         if device != "cpu":
             release_models()
@@ -445,7 +447,7 @@ class BackgroundProcess:
 def start_process(scene, volumeNode, segmentationNode=None, tableNode=None, chronologicalAge=None,
                   approach: str = "ensemble", device: str = "auto", skullStripped: bool | None = None,
                   tissues: str = "camcan", python: str | list[str] | None = None,
-                  env: dict | None = None) -> BackgroundProcess:
+                  env: dict | None = None, siteCalibration=None) -> BackgroundProcess:
     """Start :func:`process` in a background worker and return at once (the input volume is
     written to a temporary folder first, a fraction of a second). Poll the returned
     :class:`BackgroundProcess` (e.g. every 0.2 s from a QTimer) until ``done``."""
@@ -455,7 +457,7 @@ def start_process(scene, volumeNode, segmentationNode=None, tableNode=None, chro
     try:
         runner.write_single_job(job_dir, volume_node_to_sitk(volumeNode), chronological_age=chronologicalAge,
                                 approach=approach, tissues=tissues, device=device,
-                                skull_stripped=skullStripped)
+                                skull_stripped=skullStripped, site_calibration=siteCalibration)
         job = runner.start_job(job_dir, python=python, env=env)
     except Exception:
         import shutil
@@ -467,7 +469,7 @@ def start_process(scene, volumeNode, segmentationNode=None, tableNode=None, chro
 def start_batch(inputs: list, output_csv, ages: dict[str, float] | None = None,
                 approach: str = "ensemble", device: str = "auto", skullStripped: bool | None = None,
                 tissues: str = "camcan", python: str | list[str] | None = None,
-                env: dict | None = None):
+                env: dict | None = None, siteCalibration=None):
     """Start a batch in a background worker: ``inputs`` are paths (files or DICOM folders; expand
     folders with :func:`BrainAgeLib.io.expand_inputs`) or scalar volume nodes (written to the
     job folder; their names fill the ``input`` column). Writes ``brainage predict``'s CSV to
@@ -492,7 +494,8 @@ def start_batch(inputs: list, output_csv, ages: dict[str, float] | None = None,
                 names.append(item.GetName() or f"volume {i + 1}")
         scan_ages = [match_age(ages, n) if ages else None for n in names]
         runner.write_batch_job(job_dir, paths, output_csv, names=names, ages=scan_ages, approach=approach,
-                               tissues=tissues, device=device, skull_stripped=skullStripped)
+                               tissues=tissues, device=device, skull_stripped=skullStripped,
+                               site_calibration=siteCalibration)
         return runner.start_job(job_dir, python=python, env=env)
     except Exception:
         import shutil

@@ -129,12 +129,26 @@ def predict(image: str | os.PathLike | sitk.Image, *, skull_stripped: bool | Non
     labels': CSF with sulcal CSF, conservative WM) or "dlmuse" (ventricles as CSF, DLMUSE's GM
     and WM). Ages do not depend on it.
     ``site_calibration``: a :class:`~BrainAgeLib.calibration.SiteCalibration` fitted on the
-    scanner's healthy controls (``brainage calibrate-site``), applied to features and ages.
+    scanner's healthy controls (``brainage calibrate-site``), applied to features and ages; a
+    :class:`~BrainAgeLib.regression.SiteOffset` (``brainage site-offset``), applied to the ages;
+    or the path of either's JSON file (validated when read, before any work).
     ``progress(fraction, message)`` is called as the steps advance.
     """
     if approach not in APPROACHES:
         raise ValueError(f"approach must be one of {APPROACHES}, not {approach!r}")
     models.load_tissue_definition(tissues)   # an unknown definition fails before any work
+    if isinstance(site_calibration, (str, os.PathLike)):
+        from .calibration import load_site_calibration
+        try:
+            site_calibration = load_site_calibration(site_calibration)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"site calibration {site_calibration}: {getattr(e, 'strerror', None) or e}") from None
+    from .regression import SiteOffset
+    if isinstance(site_calibration, SiteOffset):
+        offset = site_calibration
+        result = predict(image, skull_stripped=skull_stripped, chronological_age=chronological_age,
+                         approach=approach, tissues=tissues, device=device, progress=progress)
+        return apply_site_offset(result, offset)
     report = progress or (lambda f, m: None)
     t0 = time.perf_counter()
     dev = _device(device)

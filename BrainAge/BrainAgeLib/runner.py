@@ -68,20 +68,29 @@ def new_job_dir(prefix: str = "brainage-") -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
 
 
-def _options(chronological_age, approach, tissues, device, skull_stripped) -> dict:
+def _options(chronological_age, approach, tissues, device, skull_stripped, site_calibration=None) -> dict:
+    if site_calibration:     # a bad file is refused here, before the worker starts
+        from .calibration import load_site_calibration
+        try:
+            load_site_calibration(site_calibration)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"site calibration {site_calibration}: {getattr(e, 'strerror', None) or e}") from None
     return {"chronological_age": chronological_age, "approach": approach, "tissues": tissues,
-            "device": device, "skull_stripped": skull_stripped}
+            "device": device, "skull_stripped": skull_stripped,
+            "site_calibration": str(site_calibration) if site_calibration else None}
 
 
 def write_single_job(job_dir: str | os.PathLike, image: sitk.Image, *,
                      chronological_age: float | None = None, approach: str = "ensemble",
                      tissues: str = "camcan", device: str = "auto",
-                     skull_stripped: bool | None = None) -> Path:
-    """Write the input ``image`` and the options of one prediction into ``job_dir``."""
+                     skull_stripped: bool | None = None, site_calibration=None) -> Path:
+    """Write the input ``image`` and the options of one prediction into ``job_dir``
+    (``site_calibration``: the path of a site-calibration or site-offset JSON, or None)."""
     job_dir = Path(job_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(image, str(job_dir / INPUT_FILE), useCompression=False)
-    job = {"kind": "single", **_options(chronological_age, approach, tissues, device, skull_stripped)}
+    job = {"kind": "single", **_options(chronological_age, approach, tissues, device, skull_stripped,
+                                        site_calibration)}
     (job_dir / JOB_FILE).write_text(json.dumps(job, indent=1))
     return job_dir
 
@@ -89,7 +98,7 @@ def write_single_job(job_dir: str | os.PathLike, image: sitk.Image, *,
 def write_batch_job(job_dir: str | os.PathLike, inputs: list[str], output_csv: str | os.PathLike, *,
                     names: list[str] | None = None, ages: list[float | None] | None = None,
                     approach: str = "ensemble", tissues: str = "camcan", device: str = "auto",
-                    skull_stripped: bool | None = None) -> Path:
+                    skull_stripped: bool | None = None, site_calibration=None) -> Path:
     """A batch: every path of ``inputs`` (file or DICOM folder) into one CSV row of
     ``output_csv`` (``brainage predict``'s columns). ``names`` go into the ``input`` column
     (default: the paths); ``ages`` are chronological ages in years (None: unknown)."""
@@ -102,7 +111,7 @@ def write_batch_job(job_dir: str | os.PathLike, inputs: list[str], output_csv: s
         raise ValueError("names and ages must have one entry per input")
     job = {"kind": "batch", "inputs": [str(p) for p in inputs], "names": names, "ages": ages,
            "output_csv": str(output_csv),
-           **_options(None, approach, tissues, device, skull_stripped)}
+           **_options(None, approach, tissues, device, skull_stripped, site_calibration)}
     (job_dir / JOB_FILE).write_text(json.dumps(job, indent=1))
     return job_dir
 
@@ -367,6 +376,7 @@ def _run_single(job_dir: Path, job: dict, report: _Reporter) -> None:
     image = sitk.ReadImage(str(job_dir / INPUT_FILE))
     result = predict(image, skull_stripped=job["skull_stripped"], chronological_age=job["chronological_age"],
                      approach=job["approach"], tissues=job["tissues"], device=job["device"],
+                     site_calibration=job.get("site_calibration"),
                      progress=lambda f, m: report(fraction=0.95 * f, message=m if f < 1 else "finishing"))
     report(fraction=0.96, message="saving the result")
     save_result(result, job_dir / RESULT_DIR)
@@ -392,7 +402,7 @@ def _run_batch(job: dict, report: _Reporter) -> None:
             try:
                 result = predict(path, skull_stripped=job["skull_stripped"], chronological_age=age,
                                  approach=job["approach"], tissues=job["tissues"], device=job["device"],
-                                 progress=step)
+                                 site_calibration=job.get("site_calibration"), progress=step)
                 row = result_row(name, result)
             except Exception as e:   # one bad scan must not stop the batch (as the CLI)
                 traceback.print_exc()
