@@ -277,7 +277,7 @@ def test_summary_counts_silent_large_errors_and_warning_rates():
     from BrainAgeLib.evaluation_robustness import format_table, markdown_tables
     assert "noise_snr10" in format_table(s)
     table = markdown_tables(s, s)
-    assert "| noise_snr10 | 2 | +1.0 ± 9.9 (7.0) | 100 % | 50 % | 1 |" in table
+    assert "| noise_snr10 | 2 / 2 | +1.0 ± 9.9 (7.0) | 100 % | 50 % | 1 |" in table
     assert "| noise | 50 % | noise_snr10 50 %" in table
 
 

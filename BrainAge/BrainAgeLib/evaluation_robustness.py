@@ -269,12 +269,13 @@ def markdown_tables(before: dict, after: dict | None = None) -> str:
         change = f"{a['mean']:+.1f} ± {a['sd']:.1f} ({a['mean_abs']:.1f})" if a.get("n") else "–"
         return (f"{change} | {100 * c['processed']:.0f} % | {100 * c['flagged']:.0f} % | "
                 f"{c.get('silent_large_errors', 0)}")
-    head = "| condition | n | " + " | ".join(
+    head = "| condition | n" + (" (before / after)" if after else "") + " | " + " | ".join(
         f"age change, mean ± SD (mean abs), {k} | processed | flagged | silent > 5 y" for k, _ in runs) + " |"
     lines = [head, "|" + " --- |" * (2 + 4 * len(runs))]
     for name, c in before["conditions"].items():
         cells = " | ".join(cell(s["conditions"].get(name)) for _, s in runs)
-        lines.append(f"| {name} | {c['n']} | {cells} |")
+        n = " / ".join(str(s["conditions"].get(name, {}).get("n", "–")) for _, s in runs)
+        lines.append(f"| {name} | {n} | {cells} |")
     lines += ["", "| QC warning | " + " | ".join(f"false alarms on clean ({k}) | hit rate ({k})" for k, _ in runs)
               + " |", "|" + " --- |" * (1 + 2 * len(runs))]
     keys = sorted(set(before["qc_warnings"]) | set((after or {}).get("qc_warnings", {})))
