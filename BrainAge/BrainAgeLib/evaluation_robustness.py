@@ -25,7 +25,8 @@ WARNING_KEYS = {"not a T1": "not_t1", "registration": "registration", "unusual g
                 "image much softer": "sharpness", "noisy image": "noise", "intensity wrap-around": "wraparound",
                 "focal abnormality": "focal", "thick slices": "thick_slices", "implausible TIV": "tiv",
                 "implausible": "tissue_fraction", "tissue pattern unlike": "out_of_distribution",
-                "the two age models disagree": "ab_disagreement"}
+                "the two age models disagree": "ab_disagreement",
+                "predicted age": "age_range", "chronological age": "age_range"}
 
 
 def warning_key(text: str) -> str:
