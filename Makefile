@@ -38,6 +38,7 @@ benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/age.py
 	$(BIN)/python benchmarks/report.py
+	$(BIN)/python benchmarks/cohort.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
