@@ -1,0 +1,264 @@
+"""``brainage`` subcommands that train the shipped models and evaluate them on ``../shared/data``
+(``build-template``, ``train-*``, ``evaluate-*``): one ``cmd_*`` per command, registered on the
+main parser by :func:`add_training_commands`. The commands for scans and cohorts are in
+:mod:`BrainAgeLib.cli`."""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+DEFAULT_DATA = Path("..") / "shared" / "data"
+
+
+def _ship(files: dict[str, Path], info: dict) -> None:
+    from . import models
+    info = {"command": "brainage " + " ".join(sys.argv[1:]), **info}
+    for name, src in files.items():
+        shutil.copyfile(src, models.models_dir() / name)
+        models.update_manifest(name, info)
+        print(f"shipped {name} into {models.models_dir()}")
+
+
+def cmd_train_segmentation(args) -> int:
+    import json
+    from .training import SegmentationConfig, train_segmentation
+    cfg = SegmentationConfig(epochs=args.epochs, seed=args.seed, threads=args.threads, lr=args.lr,
+                             p_real=args.p_real, p_synth=args.p_synth,
+                             init_weights=args.init)
+    out = Path(args.out)
+    weights = train_segmentation(Path(args.data) / "camcan", out, cfg, resume=args.resume,
+                                 log=lambda m: print(m, flush=True))
+    if args.ship:
+        metrics = (out / "segmentation_metrics.csv").read_text().strip().splitlines()
+        _ship({"resunet.safetensors": weights},
+              {"training": "camcan seg_train + reg_train", "config": json.loads(
+                  (out / "segmentation_config.json").read_text()), "last_epoch_metrics": metrics[-1],
+               "metrics_columns": metrics[0]})
+    return 0
+
+
+def _sites(text: str) -> tuple[str, ...]:
+    from .cli import ArgumentError
+    sites = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not sites or any(s not in ("camcan", "ixi") for s in sites):
+        raise ArgumentError(f"--sites: expected camcan and/or ixi, got {text!r}")
+    return sites
+
+
+def cmd_train_cnn(args) -> int:
+    import json
+    from .training import CNNConfig, train_cnn
+    cfg = CNNConfig(epochs=args.epochs, seed=args.seed, threads=args.threads, lr=args.lr,
+                    init_weights=args.init, sites=_sites(args.sites))
+    weights = train_cnn(Path(args.data) / "camcan", args.out, cfg, cache_path=args.cache,
+                        resume=args.resume, log=lambda m: print(m, flush=True))
+    if args.ship:
+        metrics = (Path(args.out) / "cnn_metrics.csv").read_text().strip().splitlines()
+        _ship({"age_cnn.safetensors": weights},
+              {"training": f"{cfg.sites} (Cam-CAN reg_train, ixi120) minus validation parts", "config": json.loads(
+                  (Path(args.out) / "cnn_config.json").read_text()), "last_epoch_metrics": metrics[-1],
+               "metrics_columns": metrics[0]})
+    return 0
+
+
+def cmd_train_age_model(args) -> int:
+    import json
+    from .training import fit_age_model
+    cnn = Path(args.cnn_dir) / "age_cnn.safetensors" if args.cnn_dir else None
+    path = fit_age_model(Path(args.data) / "camcan", args.out, Path(args.cache), cnn_weights=cnn,
+                         seed=args.seed, degraded_augment=args.degraded_augment, sites=_sites(args.sites),
+                         log=lambda m: print(m, flush=True))
+    if args.ship:
+        m = json.loads(path.read_text())
+        info = {"training": m["training"]["data"] + " (features from predicted segmentations)",
+                "selected": m["volumes"]["selected"], "cv": m["volumes"]["cv"],
+                "degraded_augment": m["training"]["degraded_augment"]}
+        if "ensemble" in m:
+            info["ensemble"] = {"weight_volumes": m["ensemble"]["weight_volumes"],
+                                "validation_mae": m["ensemble"]["validation"]["mae"],
+                                "validation_n": m["ensemble"]["validation_n"]}
+        _ship({"age_model.json": path, "feature_reference.json": path.with_name("feature_reference.json")}, info)
+    return 0
+
+
+def cmd_build_template(args) -> int:
+    from .training import build_template
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = build_template(Path(args.data) / "camcan", out / "template_T1.nii.gz")
+    if args.ship:
+        _ship({"template_T1.nii.gz": path},
+              {"training": "camcan seg_train + reg_train (547 subjects)",
+               "description": "registration template: mean normalised T1 of the training subjects, "
+                              "model space LPS 2 mm 98x116x94"})
+    return 0
+
+
+def cmd_train_tissue_definition(args) -> int:
+    from .training import fit_tissue_definition
+    path = fit_tissue_definition(Path(args.data) / "ixi10", Path(args.out) / "tissues_dlmuse.json",
+                                 log=lambda m: print(m, flush=True))
+    if args.ship:
+        _ship({"tissues_dlmuse.json": path},
+              {"training": "ixi10 (10 subjects), DLMUSE tissues (dlmuse_tissue_map.csv) carried into "
+                           "model space; leave-one-out Dice from brainage evaluate-ixi",
+               "description": "maps the ResUNet's Cam-CAN tissue probabilities to DLMUSE's tissue "
+                              "definition (--tissues dlmuse)"})
+    return 0
+
+
+def cmd_train_normative(args) -> int:
+    """Centile curves of the healthy cohort from the normative table; prints the calibration."""
+    from .normative import FILE_NAME, calibration_markdown, train_normative
+    path = Path(args.out) / FILE_NAME
+    model = train_normative(args.table, path, log=lambda m: print(m, flush=True))
+    print("share of test subjects (%) below each centile curve (selected model in bold):")
+    print(calibration_markdown(model))
+    print(f"wrote {path}")
+    if args.ship:
+        t = model["training"]
+        _ship({FILE_NAME: path}, {"training": f"{args.table}: {t['n']} healthy training subjects "
+                                  f"({', '.join(t['sites'])}), ages {t['age_range'][0]:g}-{t['age_range'][1]:g}",
+                                  "calibration_test_n": t["n_test"],
+                                  "selected": {k: v["method"] for k, v in model["variables"].items()},
+                                  "max_abs_dev_points": {r["variable"]: r["max_abs_dev"]
+                                                         for r in model["calibration"] if r.get("selected")}})
+    return 0
+
+
+def cmd_evaluate_segmentation(args) -> int:
+    from .evaluation import evaluate_segmentation
+    evaluate_segmentation(Path(args.data) / "camcan", args.out, split=args.split)
+    return 0
+
+
+def cmd_evaluate_roundtrip(args) -> int:
+    from .evaluation import evaluate_native_roundtrip
+    evaluate_native_roundtrip(Path(args.data) / "camcan", args.out, n=args.n)
+    return 0
+
+
+def cmd_evaluate_age(args) -> int:
+    from .evaluation import evaluate_age
+    evaluate_age(Path(args.data) / "camcan", args.out, split=args.split)
+    return 0
+
+
+def cmd_evaluate_ixi(args) -> int:
+    from .evaluation import evaluate_ixi
+    evaluate_ixi(Path(args.data) / "ixi10", args.out)
+    return 0
+
+
+def cmd_evaluate_robustness(args) -> int:
+    from .cli import ArgumentError
+    from .degrade import conditions
+    from .evaluation_robustness import evaluate_robustness
+    unknown = [c for c in args.conditions or [] if c not in conditions()]
+    if unknown:
+        raise ArgumentError(f"--conditions: unknown {', '.join(unknown)}; choose from {', '.join(conditions())}")
+    evaluate_robustness(args.data, args.out, n_camcan=args.n_camcan, n_ixi=args.n_ixi,
+                        conditions=args.conditions, seed=args.seed, log=lambda m: print(m, flush=True))
+    return 0
+
+
+def cmd_evaluate_sites(args) -> int:
+    from .site_evaluation import evaluate_sites
+    evaluate_sites(args.cache, args.out, args.age_dir,
+                   {"camcan": args.cnn_camcan, "ixi": args.cnn_ixi},
+                   log=lambda m: print(m, flush=True))
+    return 0
+
+
+def add_training_commands(sub) -> None:
+    """Register the training and evaluation commands on ``sub`` (argparse subparsers)."""
+    def training(name, func, hlp, default_out, epochs=None):
+        t = sub.add_parser(name, help=hlp)
+        t.add_argument("--data", default=str(DEFAULT_DATA), help="folder holding camcan/ (default ../shared/data)")
+        t.add_argument("--out", default=default_out)
+        t.add_argument("--seed", type=int, default=20261123)
+        t.add_argument("--ship", action="store_true", help="copy the result into Resources/Models "
+                       "and update manifest.json")
+        if epochs is not None:
+            t.add_argument("--epochs", type=int, default=epochs)
+            t.add_argument("--threads", type=int, default=2)
+            t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+        t.set_defaults(func=func)
+        return t
+    training("build-template", cmd_build_template, "build the registration template", "runs/template")
+    ts = training("train-segmentation", cmd_train_segmentation, "train the tissue ResUNet", "runs/segmentation", 14)
+    ts.add_argument("--init", metavar="SAFETENSORS", help="fine-tune these weights instead of starting afresh")
+    ts.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
+    ts.add_argument("--p-real", type=float, default=0.0,
+                    help="share of training crops given another acquisition (TorchIO: thick slices, "
+                         "noise, bias, gamma, blur, motion, ghosting)")
+    ts.add_argument("--p-synth", type=float, default=0.0,
+                    help="share of training crops synthesised from their labels with random "
+                         "contrast (domain randomisation)")
+    tc = training("train-cnn", cmd_train_cnn, "train approach B's CNN", "runs/cnn", 60)
+    tc.add_argument("--init", metavar="SAFETENSORS", help="fine-tune these weights instead of starting afresh")
+    tc.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
+    tc.add_argument("--cache", default="runs/features/features.npz", help="model-space feature cache")
+    ta = training("train-age-model", cmd_train_age_model,
+                  "select and fit approach A, calibrate B and the ensemble", "runs/age")
+    ta.add_argument("--cache", default="runs/features/features.npz", help="model-space feature cache")
+    ta.add_argument("--cnn-dir", default=None, help="folder of the trained CNN (with cnn_config.json)")
+    ta.add_argument("--degraded-augment", action=argparse.BooleanOptionalAction, default=True,
+                    help="approach A also learns from each subject's degraded copy (default: yes)")
+    for t in (tc, ta):
+        t.add_argument("--sites", default="camcan,ixi",
+                       help="training sites, comma-separated: camcan (reg_train), ixi (ixi120)")
+    tn = sub.add_parser("train-normative", help="fit the centile curves of the healthy cohort "
+                        "(tissue fractions and brain-age gap against age) from the normative table")
+    tn.add_argument("--table", default="runs/age/normative_table.csv",
+                    help="CSV: subject_id, site, sex, age, split (train|test), predicted_age, csf_frac, "
+                         "gm_frac, wm_frac")
+    tn.add_argument("--out", default="runs/normative")
+    tn.add_argument("--ship", action="store_true", help="copy normative.json into Resources/Models "
+                    "and record it in manifest.json")
+    tn.set_defaults(func=cmd_train_normative)
+    for name, func in (("evaluate-segmentation", cmd_evaluate_segmentation),
+                       ("evaluate-age", cmd_evaluate_age)):
+        e = sub.add_parser(name, help=f"{name.split('-')[1]} metrics on the held-out test split")
+        e.add_argument("--data", default=str(DEFAULT_DATA))
+        e.add_argument("--out", default=f"runs/{name}")
+        e.add_argument("--split", default="test")
+        e.set_defaults(func=func)
+    rt = sub.add_parser("evaluate-roundtrip", help="test scans in a random pose on a 1 mm grid "
+                        "through the raw-scan path, Dice on that grid")
+    rt.add_argument("--data", default=str(DEFAULT_DATA))
+    rt.add_argument("--out", default="runs/evaluate-roundtrip")
+    rt.add_argument("--n", type=int, default=10, help="number of test subjects")
+    rt.set_defaults(func=cmd_evaluate_roundtrip)
+    td = sub.add_parser("train-tissue-definition", help="fit the map to DLMUSE's tissue definition "
+                        "(--tissues dlmuse) on ixi10")
+    td.add_argument("--data", default=str(DEFAULT_DATA), help="folder holding ixi10/ (default ../shared/data)")
+    td.add_argument("--out", default="runs/tissue-definition")
+    td.add_argument("--ship", action="store_true", help="copy the result into Resources/Models "
+                    "and update the manifest")
+    td.set_defaults(func=cmd_train_tissue_definition)
+    ix = sub.add_parser("evaluate-ixi", help="raw whole-head scans of another site (ixi10) against DLMUSE")
+    ix.add_argument("--data", default=str(DEFAULT_DATA))
+    ix.add_argument("--out", default="runs/evaluate-ixi")
+    ix.set_defaults(func=cmd_evaluate_ixi)
+    rb = sub.add_parser("evaluate-robustness", help="Cam-CAN test and ixi10 scans degraded by simulated "
+                        "acquisitions (thick slices, noise, bias, gamma, motion, ghosting, lesion, wrap-around, "
+                        "offset): age change against the clean scan, QC flags, silent large errors")
+    rb.add_argument("--data", default=str(DEFAULT_DATA), help="folder holding camcan/ and ixi10/")
+    rb.add_argument("--out", default="runs/evaluate-robustness")
+    rb.add_argument("--n-camcan", type=int, default=6, help="Cam-CAN test subjects (seeded draw)")
+    rb.add_argument("--n-ixi", type=int, default=6, help="ixi10 subjects (seeded draw)")
+    rb.add_argument("--conditions", nargs="+", metavar="NAME", help="only these conditions (default: all; "
+                    "e.g. noise_snr20 thick5mm_axial lesion_45ml)")
+    rb.add_argument("--seed", type=int, default=20261123)
+    rb.set_defaults(func=cmd_evaluate_robustness)
+    es = sub.add_parser("evaluate-sites", help="leave-one-site-out ages, calibration to a new site "
+                        "from k controls, and how distinguishable the sites' features are")
+    es.add_argument("--cache", default="runs/features/features.npz", help="model-space feature cache")
+    es.add_argument("--age-dir", default="runs/age", help="train-age-model output (selected regressor, weight)")
+    es.add_argument("--cnn-camcan", default="runs/cnn-camcan", help="run folder of a CNN trained on Cam-CAN only")
+    es.add_argument("--cnn-ixi", default="runs/cnn-ixi", help="run folder of a CNN trained on IXI only")
+    es.add_argument("--out", default="runs/evaluate-sites")
+    es.set_defaults(func=cmd_evaluate_sites)
