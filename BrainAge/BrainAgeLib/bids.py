@@ -205,20 +205,16 @@ def find_scans(bids_dir: str | os.PathLike, participant_labels=None, session_lab
     query = {"datatype": "anat", "suffix": "T1w", "extension": [".nii", ".nii.gz"]}
     if filter_file:
         query.update(read_filter_file(filter_file))
-    subjects = _strip(participant_labels, "sub-")
-    sessions = _strip(session_labels, "ses-")
-    if subjects:
-        missing = sorted(set(subjects) - set(layout.get_subjects()))
-        if missing:
-            raise BidsError("--participant-label: no subject " + ", ".join(f"sub-{s}" for s in missing)
-                            + f" in {bids_dir}")
-        query["subject"] = subjects
-    if sessions:
-        missing = sorted(set(sessions) - set(layout.get_sessions()))
-        if missing:
-            raise BidsError("--session-label: no session " + ", ".join(f"ses-{s}" for s in missing)
-                            + f" in {bids_dir}")
-        query["session"] = sessions
+    for labels, prefix, entity, option, known in (
+            (participant_labels, "sub-", "subject", "--participant-label", layout.get_subjects),
+            (session_labels, "ses-", "session", "--session-label", layout.get_sessions)):
+        wanted = _strip(labels, prefix)
+        if wanted:
+            missing = sorted(set(wanted) - set(known()))
+            if missing:
+                raise BidsError(f"{option}: no {entity} " + ", ".join(f"{prefix}{s}" for s in missing)
+                                + f" in {bids_dir}")
+            query[entity] = wanted
     try:
         files = layout.get(return_type="object", **query)
     except Exception as e:   # an unknown entity in the filter file

@@ -211,19 +211,33 @@ def load_site_calibration(path: str | Path):
     """A :class:`SiteCalibration` (``brainage calibrate-site``) or a ``SiteOffset``
     (``brainage site-offset``) from a JSON file, validated: a JSON object of a known type, no
     NaN or Infinity, every field checked."""
-    from .regression import SiteOffset
 
     def no_constants(name: str):
         raise ValueError(f"{name} is not valid JSON")
     d = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=no_constants)
     if not isinstance(d, dict):
         raise ValueError(f"expected a JSON object, got a {type(d).__name__}")
+    return site_calibration_from_dict(d)
+
+
+def site_calibration_from_dict(d: dict):
+    """A :class:`SiteCalibration` or a ``SiteOffset`` from its dict (``to_dict``), by its ``type``."""
+    from .regression import SiteOffset
     if d.get("type") == "SiteCalibration":
         return SiteCalibration.from_dict(d)
     if d.get("type") == "SiteOffset":
         return SiteOffset.from_dict(d)
     raise ValueError("not a BrainAge site-offset file (type SiteOffset) nor a site-calibration file "
                      "(type SiteCalibration)")
+
+
+def read_site_calibration(path: str | Path):
+    """:func:`load_site_calibration`, with any reason it cannot be used as a ValueError that
+    names the file ("site calibration PATH: why")."""
+    try:
+        return load_site_calibration(path)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"site calibration {path}: {getattr(e, 'strerror', None) or e}") from None
 
 
 def calibrate_from_scans(scans, ages, approach: str = "ensemble", log=print) -> SiteCalibration:

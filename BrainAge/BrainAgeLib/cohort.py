@@ -56,18 +56,13 @@ def predict_job(job: ScanJob):
     ``error: ...`` row when the scan could not be processed (bad input: never raises for it).
     MemoryError is raised, so that the scan is retried."""
     from .cli import error_row, result_row
-    from .pipeline import apply_site_offset, predict
+    from .calibration import site_calibration_from_dict
+    from .pipeline import predict
     t0 = time.perf_counter()
     try:
-        calibration = None
-        if job.site_offset is not None and job.site_offset.get("type") == "SiteCalibration":
-            from .calibration import SiteCalibration
-            calibration = SiteCalibration.from_dict(job.site_offset)
-        result = predict(job.path, chronological_age=job.chronological_age, site_calibration=calibration,
+        site = site_calibration_from_dict(job.site_offset) if job.site_offset is not None else None
+        result = predict(job.path, chronological_age=job.chronological_age, site_calibration=site,
                          **job.options)
-        if job.site_offset is not None and job.site_offset.get("type") == "SiteOffset":
-            from .regression import SiteOffset
-            result = apply_site_offset(result, SiteOffset.from_dict(job.site_offset))
         return result_row(job.key, result), result
     except MemoryError:
         raise

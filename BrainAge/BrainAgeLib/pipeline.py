@@ -138,11 +138,8 @@ def predict(image: str | os.PathLike | sitk.Image, *, skull_stripped: bool | Non
         raise ValueError(f"approach must be one of {APPROACHES}, not {approach!r}")
     models.load_tissue_definition(tissues)   # an unknown definition fails before any work
     if isinstance(site_calibration, (str, os.PathLike)):
-        from .calibration import load_site_calibration
-        try:
-            site_calibration = load_site_calibration(site_calibration)
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"site calibration {site_calibration}: {getattr(e, 'strerror', None) or e}") from None
+        from .calibration import read_site_calibration
+        site_calibration = read_site_calibration(site_calibration)
     from .regression import SiteOffset
     if isinstance(site_calibration, SiteOffset):
         offset = site_calibration

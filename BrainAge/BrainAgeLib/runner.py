@@ -70,11 +70,8 @@ def new_job_dir(prefix: str = "brainage-") -> Path:
 
 def _options(chronological_age, approach, tissues, device, skull_stripped, site_calibration=None) -> dict:
     if site_calibration:     # a bad file is refused here, before the worker starts
-        from .calibration import load_site_calibration
-        try:
-            load_site_calibration(site_calibration)
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"site calibration {site_calibration}: {getattr(e, 'strerror', None) or e}") from None
+        from .calibration import read_site_calibration
+        read_site_calibration(site_calibration)
     return {"chronological_age": chronological_age, "approach": approach, "tissues": tissues,
             "device": device, "skull_stripped": skull_stripped,
             "site_calibration": str(site_calibration) if site_calibration else None}
