@@ -71,12 +71,12 @@ def _device(device: str) -> str:
 
 
 def harmonize_and_segment(net, array: np.ndarray, prob: np.ndarray, device: str = "cpu"):
-    """Every scan's second pass: its GM/WM intensities (under ``prob``, the first
+    """Every scan's second pass: its CSF/GM/WM intensities (under ``prob``, the first
     segmentation) mapped to the training data's, and segmented again. Returns
     ``(harmonised array, probabilities, (gm, wm) medians before harmonisation)``."""
-    medians = tissue_medians(array, prob)
+    medians = tissue_medians(array, prob, (1, 2, 3))
     arr = harmonize_intensities(array, prob, medians=medians)
-    return arr, segment_array(net, arr, device=device), medians
+    return arr, segment_array(net, arr, device=device), medians[1:]
 
 
 def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, device: str = "cpu",
@@ -100,7 +100,7 @@ def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, devi
     # noise before harmonisation: the normalisation keeps the SNR, the piecewise map would not
     prep.measures["wm_snr"] = wm_snr(sitk.GetArrayViewFromImage(prep.image), prob)
     prep.qc.extend(noise_qc(prep.measures["wm_snr"]))
-    report(0.6, "harmonising tissue intensities")   # match Cam-CAN's GM/WM contrast, segment again
+    report(0.6, "harmonising tissue intensities")   # match Cam-CAN's contrast, segment again
     arr, prob, medians = harmonize_and_segment(net, sitk.GetArrayViewFromImage(prep.image), prob,
                                                device=device)
     prep.qc.extend(grey_white_contrast_qc(*medians))
