@@ -3,10 +3,8 @@
 landmarks) undoes a gamma exactly, the piecewise-linear one does not. LOSO Cam-CAN -> IXI with
 the IXI features recomputed under each map (Cam-CAN-trained models never saw IXI).
 
-The experiment that led to the power-law map of release 6 (preprocessing.harmonize_intensities).
-It compares against release 5, whose feature cache (FEATURE_VERSION 3, piecewise-linear map on
-IXI only) and runs were kept as runs/features/features_v3.npz and runs/release5/{age,cnn-camcan};
-~6 min on 2 cores. Output: docs/results/harmonisation_experiment.txt.
+Needs the caches of a training run (runs/features/features.npz, ixi_model_space.npz), runs/age
+and runs/cnn-camcan; ~6 min on 2 cores. Output: docs/results/harmonisation_experiment.txt.
 
     python scripts/harmonisation_experiment.py
 """
@@ -35,22 +33,22 @@ def power_map(array, prob, landmarks=L, medians=None):
     return np.clip(out, 0.0, 2.0).astype(np.float32)
 
 t0 = time.time()
-f = dict(np.load("runs/features/features_v3.npz"))
+f = dict(np.load("runs/features/features.npz"))
 ixi = dict(np.load("runs/features/ixi_model_space.npz"))
 print("loaded", time.time() - t0, flush=True)
-m = json.load(open("runs/release5/age/age_model.json"))
+m = json.load(open("runs/age/age_model.json"))
 name = m["volumes"]["selected"]; w = m["ensemble"]["weight_volumes"]
-base = leave_one_site_out(f, name, {"camcan": "runs/release5/cnn-camcan"}, w)
+base = leave_one_site_out(f, name, {"camcan": "runs/cnn-camcan"}, w)
 print("linear", json.dumps({k: {a: v for a, v in r.items() if not a.startswith("_")} for k, r in base.items()}), flush=True)
 pipeline.harmonize_intensities = power_map
 net = load_resunet()
 rows = {str(s): i for i, s in enumerate(f["subject_id"])}
 for j, sid in enumerate(ixi["subject_id"]):
     i = rows[str(sid)]
-    feats = scan_features(net, ixi["image"][j].astype(np.float32))
+    feats = scan_features(net, ixi["image"][j].astype(np.float32), True)
     for k, v in feats.items():
         f[k][i] = v
     if (j + 1) % 20 == 0:
         print(j + 1, time.time() - t0, flush=True)
-res = leave_one_site_out(f, name, {"camcan": "runs/release5/cnn-camcan"}, w)
+res = leave_one_site_out(f, name, {"camcan": "runs/cnn-camcan"}, w)
 print("power", json.dumps({k: {a: v for a, v in r.items() if not a.startswith("_")} for k, r in res.items()}), flush=True)

@@ -71,12 +71,12 @@ def _device(device: str) -> str:
 
 
 def harmonize_and_segment(net, array: np.ndarray, prob: np.ndarray, device: str = "cpu"):
-    """Every scan's second pass: its CSF/GM/WM intensities (under ``prob``, the first
+    """A registered scan's second pass: its GM/WM intensities (under ``prob``, the first
     segmentation) mapped to the training data's, and segmented again. Returns
     ``(harmonised array, probabilities, (gm, wm) medians before harmonisation)``."""
-    medians = tissue_medians(array, prob, (1, 2, 3))
+    medians = tissue_medians(array, prob)
     arr = harmonize_intensities(array, prob, medians=medians)
-    return arr, segment_array(net, arr, device=device), medians[1:]
+    return arr, segment_array(net, arr, device=device), medians
 
 
 def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, device: str = "cpu",
@@ -86,10 +86,9 @@ def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, devi
     input grid, in the tissue definition ``tissues`` ("camcan", the network's own, or "dlmuse";
     see :class:`~BrainAgeLib.segmentation.TissueDefinitionMap`).
 
-    Every input is segmented twice: the first labels give the GM/WM intensities that
-    :func:`harmonize_intensities` maps to the training data's, and ``preprocessed.image``
-    becomes the harmonised image. Inputs already on the template grid are harmonised too: a
-    scan brought there elsewhere may come from any scanner."""
+    Registered inputs (not already on the template grid) are segmented twice: the first
+    labels give the GM/WM intensities that :func:`harmonize_intensities` maps to the training
+    data's, and ``preprocessed.image`` becomes the harmonised image."""
     report = progress or (lambda f, m: None)
     report(0.1, "preprocessing")
     prep = preprocess(image, skull_stripped=skull_stripped,
@@ -100,13 +99,14 @@ def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, devi
     # noise before harmonisation: the normalisation keeps the SNR, the piecewise map would not
     prep.measures["wm_snr"] = wm_snr(sitk.GetArrayViewFromImage(prep.image), prob)
     prep.qc.extend(noise_qc(prep.measures["wm_snr"]))
-    report(0.6, "harmonising tissue intensities")   # match Cam-CAN's contrast, segment again
-    arr, prob, medians = harmonize_and_segment(net, sitk.GetArrayViewFromImage(prep.image), prob,
-                                               device=device)
-    prep.qc.extend(grey_white_contrast_qc(*medians))
-    image_h = sitk.GetImageFromArray(arr)
-    image_h.CopyInformation(prep.image)
-    prep.image = image_h
+    if prep.registered:       # another scanner: match Cam-CAN's GM/WM intensities, segment again
+        report(0.6, "harmonising tissue intensities")
+        arr, prob, medians = harmonize_and_segment(net, sitk.GetArrayViewFromImage(prep.image), prob,
+                                                   device=device)
+        prep.qc.extend(grey_white_contrast_qc(*medians))
+        image_h = sitk.GetImageFromArray(arr)
+        image_h.CopyInformation(prep.image)
+        prep.image = image_h
     prep.sharpness = edge_sharpness(sitk.GetArrayViewFromImage(prep.image), prob)
     prep.qc.extend(sharpness_qc(prep.sharpness))
     prep.measures["unexpected_csf_ml"] = unexpected_csf_ml(prob)

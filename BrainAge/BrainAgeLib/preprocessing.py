@@ -25,54 +25,36 @@ def normalize_intensity(array: np.ndarray) -> np.ndarray:
     return np.clip(array / scale, 0.0, 2.0).astype(np.float32)
 
 
-# Median normalised intensity of CSF, GM and WM (as the ResUNet labels them) over the 47 Cam-CAN
+# Median normalised intensity of GM and WM (as the ResUNet labels them) over the 47 Cam-CAN
 # seg_train subjects: BrainAgeLib.training.tissue_intensity_landmarks reproduces them.
-TISSUE_LANDMARKS = {"csf": 0.2863, "gm": 0.7074, "wm": 0.9103}
-MAX_POWER = 4.0   # exponents of the harmonisation beyond 1/4..4 are not a scanner's contrast
+TISSUE_LANDMARKS = {"gm": 0.7077, "wm": 0.9098}
 
 
-def tissue_medians(array: np.ndarray, prob: np.ndarray, classes: tuple[int, ...] = (2, 3)) -> tuple[float, ...]:
-    """Median intensity of each class in ``classes`` (default GM, WM; 1 is CSF) under the labels
-    of ``prob`` (4, z, y, x); NaN where a class is absent."""
+def tissue_medians(array: np.ndarray, prob: np.ndarray) -> tuple[float, float]:
+    """Median intensity of GM and WM under the labels of ``prob`` (4, z, y, x); NaN if absent."""
     lab = prob.argmax(0)
     return tuple(float(np.median(array[lab == c])) if (lab == c).any() else float("nan")
-                 for c in classes)
+                 for c in (2, 3))
 
 
 def harmonize_intensities(array: np.ndarray, prob: np.ndarray,
                           landmarks: dict[str, float] = TISSUE_LANDMARKS,
-                          medians: tuple[float, float, float] | None = None) -> np.ndarray:
-    """Map a normalised T1 so that its CSF, GM and WM medians (under the labels of ``prob``,
-    (4, z, y, x); or ``medians`` (csf, gm, wm) when already computed by :func:`tissue_medians`)
-    take the training data's values (``landmarks``): piecewise-linear in log intensity, i.e. a
-    power law between neighbouring landmarks, the first one continued down to 0 and the last one's
-    tangent line above the WM median.
+                          medians: tuple[float, float] | None = None) -> np.ndarray:
+    """Map a normalised T1 piecewise-linearly so that its GM and WM medians (under the labels of
+    ``prob``, (4, z, y, x); or ``medians`` when already computed by :func:`tissue_medians`)
+    take the training data's values (``landmarks``).
 
-    Scanners and sequences differ in contrast, and the age models read it. After
-    :func:`normalize_intensity`, a contrast change ``x ** gamma`` is a straight line in log
-    intensity, so this map undoes it exactly (the GM/WM piecewise-linear map of release 5 did
-    not: gamma 0.7 / 1.4 moved ages by 4-9 years); pinning the CSF median as well keeps the two
-    sites' tissue fractions as close as the linear map did, where a GM/WM power law alone pulled
-    them apart (``scripts/harmonisation_maps.py``). Without a usable CSF median the training
-    data's CSF/GM ratio stands in. Tissue medians, unlike histogram percentiles, do not move with
-    atrophy. Background (0) stays 0; the result is float32 clipped to [0, 2].
+    Scanners differ in grey/white contrast; the networks learned Cam-CAN's. Tissue medians,
+    unlike histogram percentiles, do not move with atrophy, so the age signal is kept.
+    Background (0) stays 0; the result is float32 clipped to [0, 2].
     """
-    csf, gm, wm = medians if medians is not None else tissue_medians(array, prob, (1, 2, 3))
+    gm, wm = medians if medians is not None else tissue_medians(array, prob)
     if not (np.isfinite(gm) and np.isfinite(wm) and 0 < gm < wm):
         return np.asarray(array, np.float32)          # no T1 contrast: left to the contrast QC
-    c, g, w = landmarks["csf"], landmarks["gm"], landmarks["wm"]
-    if not (np.isfinite(csf) and 0 < csf < gm):
-        csf = gm * c / g
-    src = np.log([csf, gm, wm])
-    dst = np.log([c, g, w])
-    powers = np.clip(np.diff(dst) / np.diff(src), 1 / MAX_POWER, MAX_POWER)
-    x = np.clip(np.asarray(array, np.float64), 1e-6, None)
-    lx = np.log(x)
-    ly = np.where(lx < src[1], dst[1] + powers[0] * (lx - src[1]), dst[1] + powers[1] * (lx - src[1]))
-    out = np.exp(ly)
-    top = float(np.exp(dst[1] + powers[1] * (src[2] - src[1])))   # = w unless the power was clipped
-    out = np.where(x > wm, top + powers[1] * top / wm * (x - wm), out)
-    out[np.asarray(array) <= 0] = 0
+    g, w = landmarks["gm"], landmarks["wm"]
+    slope = (w - g) / (wm - gm)
+    out = np.interp(array, [0.0, gm, wm, 2.0], [0.0, g, w, w + slope * (2.0 - wm)])
+    out[array <= 0] = 0
     return np.clip(out, 0.0, 2.0).astype(np.float32)
 
 

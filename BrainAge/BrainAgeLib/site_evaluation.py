@@ -257,7 +257,7 @@ def feature_invariance(data_dir, resunet_path, age_model_path, n: int = 8, seed:
     ids = sorted(np.random.default_rng(seed).choice(ids, n, replace=False))
 
     def measure(arr):
-        f = scan_features(net, arr)
+        f = scan_features(net, arr, False)
         x = np.concatenate([f[f"regional_c{reg.cell}"], f["global"]])[None]
         return f["global"], float(bias(reg.predict(x))[0])
     rows = []
@@ -305,10 +305,10 @@ def site_distance_for(data_root, ixi_cache, resunet_path, seed: int = 20261123) 
     for j in sel[np.argsort(ixi["age"][sel])]:
         k = min((c for c in cam if c["subject_id"] not in partners), key=lambda c: abs(c["age"] - ixi["age"][j]))
         partners.append(k["subject_id"])
-        for split, age, arr in (("ixi120", ixi["age"][j], ixi["image"][j].astype(np.float32)),
+        for split, age, arr, reg in (("ixi120", ixi["age"][j], ixi["image"][j].astype(np.float32), True),
                                      ("reg_train", k["age"], normalize_intensity(sitk.GetArrayFromImage(
-                                         sitk.ReadImage(str(camcan_paths(Path(data_root) / "camcan", k["subject_id"])["image"])))))):
-            feats = scan_features(net, arr)
+                                         sitk.ReadImage(str(camcan_paths(Path(data_root) / "camcan", k["subject_id"])["image"])))), False)):
+            feats = scan_features(net, arr, reg)
             f["split"].append(split)
             f["age"].append(float(age))
             f["global"].append(feats["global"])

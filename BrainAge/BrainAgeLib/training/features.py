@@ -22,7 +22,7 @@ from .augmentation import degrade_image
 from .data import camcan_paths, read_camcan_subjects
 
 REGIONAL_CELLS = (4, 6)   # cell sizes (2 mm voxels: 8 and 12 mm) compared for approach A
-FEATURE_VERSION = 4       # bumped when the cache's content changes (rebuilt automatically)
+FEATURE_VERSION = 3       # bumped when the cache's content changes (rebuilt automatically)
 IXI_SETS = ("ixi120", "ixi10")   # ixi120: training (with a validation part); ixi10: held out
 
 
@@ -64,16 +64,18 @@ def ixi_model_space(data_root, cache_path, sets=IXI_SETS, log=print) -> dict:
     return arrays
 
 
-def scan_features(net, array: np.ndarray) -> dict:
+def scan_features(net, array: np.ndarray, registered: bool) -> dict:
     """What the age models read from one model-space T1: regional and global tissue fractions
-    (approach A) and the CNN input (B), from the ResUNet's probabilities after the pipeline's
-    intensity harmonisation and second pass, as in :func:`~BrainAgeLib.pipeline.predict`."""
+    (approach A) and the CNN input (B), from the ResUNet's probabilities. ``registered`` scans
+    get the pipeline's intensity harmonisation and second pass, as in :func:`~BrainAgeLib.pipeline.predict`."""
     from ..cnn import cnn_input
     from ..pipeline import harmonize_and_segment
     from ..segmentation import segment_array
     from ..volumes import global_fractions, regional_fractions
     array = np.asarray(array, np.float32)
-    array, prob, _ = harmonize_and_segment(net, array, segment_array(net, array))
+    prob = segment_array(net, array)
+    if registered:
+        array, prob, _ = harmonize_and_segment(net, array, prob)
     out = {f"regional_c{c}": regional_fractions(prob, c) for c in REGIONAL_CELLS}
     out["global"] = global_fractions(prob)
     out["cnn"] = cnn_input(array, prob).astype(np.float16)
@@ -101,25 +103,25 @@ def model_space_features(data_dir, cache_path, log=print, splits=("reg_train", "
     net = load_resunet()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    subjects = []          # (subject_id, site, split, age, sex, index into the IXI cache)
+    subjects = []          # (subject_id, site, split, age, sex, array, registered)
     for r in read_camcan_subjects(data_dir):
         if r["split"] in splits:
-            subjects.append((r["subject_id"], "camcan", r["split"], r["age"], r["sex"], None))
+            subjects.append((r["subject_id"], "camcan", r["split"], r["age"], r["sex"], None, False))
     if ixi_root is not None:
         ixi = ixi_model_space(ixi_root, cache_path.with_name("ixi_model_space.npz"), log=log)
         for i, sid in enumerate(ixi["subject_id"]):
             subjects.append((str(sid), "ixi", str(ixi["set"][i]), float(ixi["age"][i]),
-                             str(ixi["sex"][i]), i))
+                             str(ixi["sex"][i]), i, True))
     out: dict[str, list] = {k: [] for k in ("subject_id", "site", "split", "age", "sex")}
     t0 = time.time()
-    for n, (sid, site, split, age, sex, idx) in enumerate(subjects):
+    for n, (sid, site, split, age, sex, idx, registered) in enumerate(subjects):
         if site == "camcan":
             img = sitk.ReadImage(str(camcan_paths(data_dir, sid)["image"]))
             arr = normalize_intensity(sitk.GetArrayFromImage(img))
         else:
             arr = ixi["image"][idx].astype(np.float32)
-        feats = scan_features(net, arr)
-        feats.update({f"{k}_deg": v for k, v in scan_features(net, degrade_image(arr, gen)).items()})
+        feats = scan_features(net, arr, registered)
+        feats.update({f"{k}_deg": v for k, v in scan_features(net, degrade_image(arr, gen), registered).items()})
         for k, v in zip(("subject_id", "site", "split", "age", "sex"), (sid, site, split, age, sex)):
             out[k].append(v)
         for k, v in feats.items():

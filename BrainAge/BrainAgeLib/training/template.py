@@ -28,7 +28,7 @@ def build_template(data_dir, out_path, splits=("seg_train", "reg_train")) -> Pat
 
 
 def tissue_intensity_landmarks(data_dir, split: str = "seg_train") -> dict[str, float]:
-    """Mean over ``split`` of the median normalised CSF, GM and WM intensity under the shipped
+    """Mean over ``split`` of the median normalised GM and WM intensity under the shipped
     ResUNet's labels: the targets of :func:`~BrainAgeLib.preprocessing.harmonize_intensities`
     (``preprocessing.TISSUE_LANDMARKS``)."""
     from ..models import load_resunet
@@ -40,8 +40,8 @@ def tissue_intensity_landmarks(data_dir, split: str = "seg_train") -> dict[str, 
             continue
         arr = normalize_intensity(sitk.GetArrayFromImage(sitk.ReadImage(str(camcan_paths(data_dir, r["subject_id"])["image"]))))
         lab = segment_array(net, arr).argmax(0)
-        meds.append([float(np.median(arr[lab == c])) for c in (1, 2, 3)])
-    csf, gm, wm = np.mean(meds, axis=0)
-    return {"csf": round(float(csf), 4), "gm": round(float(gm), 4), "wm": round(float(wm), 4)}
+        meds.append([float(np.median(arr[lab == c])) for c in (2, 3)])
+    gm, wm = np.mean(meds, axis=0)
+    return {"gm": round(float(gm), 4), "wm": round(float(wm), 4)}
 
 
