@@ -36,12 +36,8 @@ def medians3(array, prob):
 
 
 def linear(array, m, lm):
-    c, gm, wm = m
-    g, w = lm[1], lm[2]
-    slope = (w - g) / (wm - gm)
-    out = np.interp(array, [0.0, gm, wm, 2.0], [0.0, g, w, w + slope * (2.0 - wm)])
-    out[array <= 0] = 0
-    return out
+    """Release 5's map (the shipped one), through the GM and WM medians of ``m``."""
+    return pp.harmonize_intensities(array, None, medians=(m[1], m[2]))
 
 
 def power(array, m, lm):
@@ -63,8 +59,8 @@ def log3(array, m, lm):
     ly = np.interp(lx, src, dst)
     ly = np.where(lx < src[0], dst[0] + p_lo * (lx - src[0]), ly)
     out = np.exp(ly)
-    top = np.exp(dst[2]) * (1 / np.exp(src[2]))             # above the WM median: the last segment's
-    p_hi = (dst[2] - dst[1]) / (src[2] - src[1])            # power law's tangent line
+    p_hi = (dst[2] - dst[1]) / (src[2] - src[1])            # above the WM median: the last segment's
+                                                            # power law's tangent line
     slope = p_hi * np.exp(dst[2]) / np.exp(src[2])
     out = np.where(x > np.exp(src[2]), np.exp(dst[2]) + slope * (x - np.exp(src[2])), out)
     out[array <= 0] = 0
