@@ -13,7 +13,8 @@ from BrainAgeLib import preprocessing as pp
 from BrainAgeLib.io import InputError, read_image
 from BrainAgeLib.qc import MIN_EDGE_SHARPNESS
 from BrainAgeLib.preprocessing import (MIN_SIMILARITY, check_t1_like, looks_skull_stripped,
-                                       normalize_intensity, preprocess, same_grid)
+                                       normalize_intensity, preprocess, same_grid,
+                                       template_grid_array)
 
 DATA = Path(__file__).resolve().parent / "data"
 T1 = DATA / "IXI013-HH-1212_T1.nii.gz"
@@ -99,8 +100,14 @@ def test_model_space_input_takes_identity_path():
     template = models.load_template()
     p = preprocess(template)
     assert p.transform.GetName() == "Transform" or p.transform.GetParameters() == ()
-    assert np.allclose(sitk.GetArrayViewFromImage(p.image),
-                       normalize_intensity(sitk.GetArrayViewFromImage(template)))
+    assert not p.registered
+    # the template (a mean of bias-corrected scans) has no field beyond the training scans':
+    # normalised only, as the training scans were
+    assert p.measures["bias_field_sd"] < pp.BIAS_FIELD_MAX_SD
+    assert np.array_equal(sitk.GetArrayViewFromImage(p.image),
+                          normalize_intensity(sitk.GetArrayViewFromImage(template)))
+    arr, sd = template_grid_array(template)
+    assert np.array_equal(arr, sitk.GetArrayViewFromImage(p.image)) and sd == pytest.approx(p.measures["bias_field_sd"], abs=1e-4)
 
 
 def test_label_map_is_refused():
