@@ -107,7 +107,8 @@ def test_model_space_input_takes_identity_path():
     assert np.array_equal(sitk.GetArrayViewFromImage(p.image),
                           normalize_intensity(sitk.GetArrayViewFromImage(template)))
     arr, sd = template_grid_array(template)
-    assert np.array_equal(arr, sitk.GetArrayViewFromImage(p.image)) and sd == pytest.approx(p.measures["bias_field_sd"], abs=1e-4)
+    assert (np.array_equal(arr, sitk.GetArrayViewFromImage(p.image))
+            and sd == pytest.approx(p.measures["bias_field_sd"], abs=1e-4))
 
 
 def test_label_map_is_refused():

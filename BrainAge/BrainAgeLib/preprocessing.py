@@ -408,8 +408,8 @@ def preprocess(image: sitk.Image, skull_stripped: bool | None = None,
     bias-corrected only when their bias field exceeds the training scans'
     (:func:`template_grid_array`), and normalised. Others, in any orientation and spacing:
     resampled to a working copy of at most 2 mm, brain-extracted (deepbet) unless already
-    skull-stripped, bias-corrected (N4, fitted inside the brain), affinely registered to the template, resampled onto its grid
-    (linear) and normalised. ``skull_stripped``: True skips brain extraction, False forces it,
+    skull-stripped, bias-corrected (N4, fitted inside the brain), affinely registered to the
+    template, resampled onto its grid (linear) and normalised. ``skull_stripped``: True skips brain extraction, False forces it,
     None detects it (:func:`looks_skull_stripped`).
 
     Raises :class:`~BrainAgeLib.io.InputError` for label maps, CT-like ranges and failed brain
