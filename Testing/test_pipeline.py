@@ -112,6 +112,28 @@ def test_fit_export_reload_identical():
     assert np.corrcoef(m.predict(X), y)[0, 1] > 0.9
 
 
+def test_invariance_penalty_ignores_what_acquisition_moves():
+    """Paired scans (the same people under two contrasts) teach the regressor to leave out the
+    feature that the contrast moves, even where that feature also tracks age in training."""
+    rng = np.random.default_rng(3)
+    age = rng.uniform(20, 85, 200)
+    clean = rng.random((200, 20)) * 0.03 + 0.05
+    clean[:, 0] += age / 400                    # a robust age feature
+    clean[:, 1] += age / 400                    # one that the contrast also moves
+    copy = clean.copy()
+    copy[:, 1] += rng.uniform(-0.15, 0.15, 200)
+    plain = VolumeAgeRegressor(alpha=1e-3).fit(clean, age)
+    inv = VolumeAgeRegressor(alpha=1e-3, invariance=10.0).fit(clean, age, pairs=[(clean, copy)])
+    change = lambda m: np.abs(m.predict(copy) - m.predict(clean)).mean()
+    assert change(inv) < 0.3 * change(plain)
+    assert np.abs(inv.predict(clean) - age).mean() < 5.0          # still an age model
+    again = VolumeAgeRegressor.from_dict(json.loads(json.dumps(inv.to_dict())))
+    assert again.invariance == 10.0 and np.array_equal(again.predict(copy), inv.predict(copy))
+    # without pairs, or with weight 0, it is the plain ridge
+    assert np.allclose(VolumeAgeRegressor(alpha=1e-3, invariance=0.0).fit(clean, age, pairs=[(clean, copy)])
+                       .predict(copy), plain.predict(copy))
+
+
 def test_bias_correction_removes_age_dependence():
     rng = np.random.default_rng(1)
     age = rng.uniform(20, 85, 400)

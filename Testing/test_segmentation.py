@@ -199,3 +199,16 @@ def test_gaussian_blur_keeps_mass():
     assert b.sum().item() == pytest.approx(x.sum().item(), rel=1e-4)     # mass kept
     inner = (slice(None), slice(None), slice(6, 10), slice(6, 10), slice(6, 10))
     assert b[inner].std() < 0.6 * x[inner].std()                          # detail smoothed
+
+
+def test_cnn_augmentation_gives_a_scan_and_its_contrast_copy_the_same_draw():
+    from BrainAgeLib.training.cnn import _augment_cnn
+    x = torch.rand(3, 4, 8, 10, 6)
+    copy = x.clone()
+    copy[:, 1:] += 1.0                          # other probabilities, same anatomy
+    a, b = _augment_cnn(x, torch.Generator().manual_seed(0), 2, partner=copy)
+    assert torch.allclose(b[:, 1:] - a[:, 1:], torch.ones_like(a[:, 1:]))   # same flip and shift
+    assert torch.equal(b[:, :1], a[:, :1])                                   # same T1 gamma and scale
+    assert not torch.equal(a, x)                                             # something was drawn
+    alone = _augment_cnn(x, torch.Generator().manual_seed(0), 2)
+    assert torch.equal(alone, a)                # the partner does not change the scan's own draw

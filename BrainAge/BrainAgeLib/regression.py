@@ -57,24 +57,46 @@ class VolumeAgeRegressor(RegressorMixin, BaseEstimator):
     ``alpha`` is the ridge penalty per feature (the penalty used is ``alpha * n_features``),
     so that it transfers between feature sets of different sizes. ``cell`` records the cell
     size (voxels of the 2 mm model space) of the :func:`volume_features` it was fitted on.
+
+    ``invariance``: weight of a penalty on the age difference between paired scans of one
+    subject (``pairs`` given to :meth:`fit`: the same people under another contrast or
+    acquisition). Each pair costs ``invariance`` times its squared age difference (years²),
+    against one squared error per training row, so that the fit prefers the directions of the
+    features that acquisition does not move. 0 (default): plain ridge.
     """
 
-    def __init__(self, alpha: float = 1e-2, power: float = 0.5, min_mean: float = 1e-6, cell: int = 6):
+    def __init__(self, alpha: float = 1e-2, power: float = 0.5, min_mean: float = 1e-6, cell: int = 6,
+                 invariance: float = 0.0):
         self.alpha = alpha
         self.power = power
         self.min_mean = min_mean
         self.cell = cell
+        self.invariance = invariance
 
-    def fit(self, X, y):
+    def fit(self, X, y, pairs=None):
+        """Fit on features ``X`` (n, features) and ages ``y`` (years); ``pairs``: an optional
+        list of ``(Xa, Xb)`` matrices whose rows are the same subject under two acquisitions."""
         self.features_ = VolumeFeatureTransform(self.power, self.min_mean).fit(X)
         Z = self.features_.transform(X)
         self.mean_ = Z.mean(0)
         self.scale_ = Z.std(0)
         self.scale_[self.scale_ == 0] = 1.0
-        ridge = Ridge(alpha=self.alpha * Z.shape[1]).fit((Z - self.mean_) / self.scale_,
-                                                         np.asarray(y, dtype=np.float64))
-        self.coef_ = ridge.coef_
-        self.intercept_ = float(ridge.intercept_)
+        y = np.asarray(y, dtype=np.float64)
+        Zs = (Z - self.mean_) / self.scale_
+        if pairs and self.invariance > 0:
+            # the penalty as extra rows: sqrt(invariance) (za - zb) . w = 0 (no intercept)
+            diffs = [(self.features_.transform(a) - self.features_.transform(b)) / self.scale_
+                     for a, b in pairs]
+            D = np.sqrt(self.invariance) * np.concatenate(diffs)
+            y_mean = float(y.mean())
+            ridge = Ridge(alpha=self.alpha * Z.shape[1], fit_intercept=False).fit(
+                np.concatenate([Zs - Zs.mean(0), D]), np.concatenate([y - y_mean, np.zeros(len(D))]))
+            self.coef_ = ridge.coef_
+            self.intercept_ = y_mean - float(Zs.mean(0) @ ridge.coef_)
+        else:
+            ridge = Ridge(alpha=self.alpha * Z.shape[1]).fit(Zs, y)
+            self.coef_ = ridge.coef_
+            self.intercept_ = float(ridge.intercept_)
         self.n_features_in_ = self.features_.n_features_in_
         return self
 
@@ -84,7 +106,8 @@ class VolumeAgeRegressor(RegressorMixin, BaseEstimator):
 
     def to_dict(self) -> dict:
         return {"type": "VolumeAgeRegressor", "alpha": self.alpha, "power": self.power,
-                "min_mean": self.min_mean, "cell": int(self.cell), "n_features_in": int(self.n_features_in_),
+                "min_mean": self.min_mean, "cell": int(self.cell),
+                "invariance": float(self.invariance), "n_features_in": int(self.n_features_in_),
                 "keep": self.features_.keep_.tolist(), "mean": self.mean_.tolist(),
                 "scale": self.scale_.tolist(), "coef": self.coef_.tolist(),
                 "intercept": self.intercept_}
@@ -93,7 +116,8 @@ class VolumeAgeRegressor(RegressorMixin, BaseEstimator):
     def from_dict(cls, d: dict) -> "VolumeAgeRegressor":
         if d.get("type") != "VolumeAgeRegressor":
             raise ValueError("not a VolumeAgeRegressor")
-        m = cls(alpha=d["alpha"], power=d["power"], min_mean=d["min_mean"], cell=d.get("cell", 4))
+        m = cls(alpha=d["alpha"], power=d["power"], min_mean=d["min_mean"], cell=d.get("cell", 4),
+                invariance=d.get("invariance", 0.0))
         m.features_ = VolumeFeatureTransform(d["power"], d["min_mean"])
         m.features_.keep_ = np.asarray(d["keep"], dtype=np.int64)
         m.features_.n_features_in_ = m.n_features_in_ = int(d["n_features_in"])

@@ -18,24 +18,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .training.age_model import age_metrics, candidate_regressors, cnn_predictions, feature_matrix
+from .training.age_model import age_metrics, candidate_regressors, cnn_predictions, feature_matrix, fit_regressor
 from .training.cnn import training_partition
 from .training.features import scan_features
 
 
-def _fit_a(f, idx, name: str, seed: int, degraded: bool = True):
+def _fit_a(f, idx, name: str, seed: int, degraded: bool = True, invariance: float = 0.0, contrast=None):
     """Approach A (the regressor ``name``) fitted on the cache rows ``idx`` with out-of-fold
-    bias correction; returns ``(model, bias, feats, out-of-fold raw ages of idx)``."""
-    from sklearn.base import clone
+    bias correction, by the shipped recipe (degraded copies; ``invariance`` penalty with the
+    ``contrast`` copies' cache); returns ``(model, bias, feats, out-of-fold raw ages of idx)``."""
     from sklearn.model_selection import KFold
     from .regression import AgeBiasCorrection
-    est, feats = candidate_regressors(seed)[name]
+    est, feats = candidate_regressors(seed, invariance)[name]
     X, Xd, y = feature_matrix(f, idx, feats), feature_matrix(f, idx, feats, True), f["age"][idx].astype(float)
+    Xg = feature_matrix(contrast, idx, feats, suffix="_gam") if contrast is not None else None
 
     def fit(rows):
-        if degraded:
-            return clone(est).fit(np.concatenate([X[rows], Xd[rows]]), np.concatenate([y[rows], y[rows]]))
-        return clone(est).fit(X[rows], y[rows])
+        return fit_regressor(est, X[rows], y[rows], Xd[rows] if degraded else None,
+                             Xg[rows] if Xg is not None else None)
     oof = np.zeros_like(y)
     for a, b in KFold(5, shuffle=True, random_state=seed).split(X):
         oof[b] = fit(a).predict(X[b])
@@ -51,7 +51,8 @@ def _summary(pred, age) -> dict:
 WEIGHT_SWEEP = (0.0, 0.1, 0.2, 0.3, 0.35, 0.4, 0.5)   # A's ensemble weights compared leave-one-site-out
 
 
-def leave_one_site_out(f, name: str, cnn_dirs: dict, weight_a: float, seed: int = 20261123) -> dict:
+def leave_one_site_out(f, name: str, cnn_dirs: dict, weight_a: float, seed: int = 20261123,
+                       recipe: dict | None = None) -> dict:
     """LOSO figures. ``cnn_dirs``: {"camcan": run folder of the Cam-CAN-only CNN, "ixi": of the
     IXI-only CNN} (with ``age_cnn.safetensors`` and ``cnn_config.json``); missing ones are skipped.
     B's and the ensemble's bias corrections are fitted on the training site's validation part."""
@@ -61,7 +62,7 @@ def leave_one_site_out(f, name: str, cnn_dirs: dict, weight_a: float, seed: int 
                                   ("ixi", np.flatnonzero(f["split"] == "test"))):
         tr, va = training_partition(f, (train_site,), 60, 20, seed)
         pool = np.sort(np.concatenate([tr, va]))
-        model, bias, feats, oof = _fit_a(f, pool, name, seed)
+        model, bias, feats, oof = _fit_a(f, pool, name, seed, **(recipe or {}))
         pos = {int(j): k for k, j in enumerate(pool)}
         y = f["age"][test_rows].astype(float)
         raw_a = model.predict(feature_matrix(f, test_rows, feats))
@@ -94,7 +95,7 @@ def leave_one_site_out(f, name: str, cnn_dirs: dict, weight_a: float, seed: int 
 
 
 def calibration_experiment(f, name: str, cnn_dir, weight_a: float, ks=(5, 10, 20, 40),
-                           draws: int = 20, seed: int = 20261123) -> list[dict]:
+                           draws: int = 20, seed: int = 20261123, recipe: dict | None = None) -> list[dict]:
     """IXI held out: Cam-CAN-trained A (and B from ``cnn_dir``) calibrated on ``k`` IXI
     controls drawn from ``ixi120`` and tested on every other IXI subject (ixi120 rest + ixi10),
     ``draws`` times per ``k``. Methods: none; offset (median gap); age (offset + shrunk slope);
@@ -103,7 +104,7 @@ def calibration_experiment(f, name: str, cnn_dir, weight_a: float, ks=(5, 10, 20
     from .regression import AgeBiasCorrection, SiteOffset
     tr, va = training_partition(f, ("camcan",), 60, 20, seed)
     pool = np.sort(np.concatenate([tr, va]))
-    model, bias_a, feats, oof = _fit_a(f, pool, name, seed)
+    model, bias_a, feats, oof = _fit_a(f, pool, name, seed, **(recipe or {}))
     pos = {int(j): k for k, j in enumerate(pool)}
     reference = FeatureReference(cell=int(feats[1:])).fit(feature_matrix(f, pool, feats), f["age"][pool])
     ixi = np.flatnonzero(f["site"] == "ixi")
@@ -197,15 +198,23 @@ def evaluate_sites(cache_path, out_dir, age_model_dir, cnn_dirs: dict, log=print
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"regressor": name, "weight_volumes": w}
+    recipe = {"invariance": float(m["training"].get("invariance", 0.0))}
+    if recipe["invariance"] > 0:         # A's invariance penalty uses the contrast copies
+        from .training.features import contrast_copies
+        copies = Path(cache_path).with_name("contrast_copies.npz")
+        if not copies.exists():
+            raise FileNotFoundError(f"{copies}: no contrast copies; run brainage train-age-model first (it builds them)")
+        recipe["contrast"] = contrast_copies(None, f, copies)
+        summary["invariance"] = recipe["invariance"]
     log("site distance of the features (age-matched Cam-CAN vs ixi120)")
     summary["site_distance"] = site_distance(f)
     log(json.dumps(summary["site_distance"]))
-    loso = leave_one_site_out(f, name, cnn_dirs, w)
+    loso = leave_one_site_out(f, name, cnn_dirs, w, recipe=recipe)
     summary["leave_one_site_out"] = {k: {a: v for a, v in r.items() if not a.startswith("_")}
                                      for k, r in loso.items()}
     summary["leave_one_site_out_by_weight"] = {k: r["_by_weight"] for k, r in loso.items() if "_by_weight" in r}
     log(json.dumps(summary["leave_one_site_out"], indent=1))
-    rows = calibration_experiment(f, name, cnn_dirs.get("camcan"), w)
+    rows = calibration_experiment(f, name, cnn_dirs.get("camcan"), w, recipe=recipe)
     with open(out / "calibration.csv", "w", newline="") as fh:
         wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
         wr.writeheader()

@@ -12,9 +12,10 @@ from .cnn import CNNConfig, training_partition
 from .features import REGIONAL_CELLS, model_space_features
 
 
-def candidate_regressors(seed: int) -> dict:
+def candidate_regressors(seed: int, invariance: float = 0.0) -> dict:
     """The regressors compared by cross-validation for approach A:
-    name -> (estimator, features), features "global" or "c<cell>" (regional + global)."""
+    name -> (estimator, features), features "global" or "c<cell>" (regional + global).
+    ``invariance``: the regional ridges' penalty on paired scans (:class:`~BrainAgeLib.regression.VolumeAgeRegressor`)."""
     from sklearn.decomposition import PCA
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.linear_model import LinearRegression
@@ -35,9 +36,9 @@ def candidate_regressors(seed: int) -> dict:
             (VolumeAgeRegressor(alpha=1e-2, power=1.0, cell=4), "c4"),
     }
     for cell in REGIONAL_CELLS:
-        for alpha in ("1e-2", "3e-2", "1e-1"):
+        for alpha in ("1e-2", "3e-2", "1e-1", "3e-1"):
             out[f"ridge on regional {2 * cell} mm, sqrt, alpha {alpha}"] = (
-                VolumeAgeRegressor(alpha=float(alpha), cell=cell), f"c{cell}")
+                VolumeAgeRegressor(alpha=float(alpha), cell=cell, invariance=invariance), f"c{cell}")
     return out
 
 
@@ -50,10 +51,11 @@ def age_metrics(pred, age) -> dict:
             "r": float(np.corrcoef(pred, age)[0, 1]), "r_gap_age": float(np.corrcoef(err, age)[0, 1])}
 
 
-def feature_matrix(f: dict, idx, feats: str, degraded: bool = False) -> np.ndarray:
+def feature_matrix(f: dict, idx, feats: str, degraded: bool = False, suffix: str | None = None) -> np.ndarray:
     """Approach A's design matrix for the cache rows ``idx``: ``"global"`` fractions, or
-    ``"c<cell>"`` regional fractions followed by the global ones (float64)."""
-    sfx = "_deg" if degraded else ""
+    ``"c<cell>"`` regional fractions followed by the global ones (float64). ``degraded``: of
+    the degraded copies; ``suffix``: of the copies whose keys end so (``"_gam"``: contrast copies)."""
+    sfx = suffix if suffix is not None else ("_deg" if degraded else "")
     g = f["global" + sfx][idx].astype(np.float64)
     if feats == "global":
         return g
@@ -91,18 +93,34 @@ def cnn_predictions(f: dict, idx, cnn_weights, degraded: bool = False) -> np.nda
     return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
 
 
+def fit_regressor(est, X, y, X_deg=None, X_gam=None):
+    """A fresh ``est`` fitted on ``X`` and ages ``y`` (years); with ``X_deg`` (each subject's
+    degraded copy) those rows too, at the same age. Regressors with an invariance penalty
+    (:class:`~BrainAgeLib.regression.VolumeAgeRegressor`) also get the pairs (``X``, ``X_deg``)
+    and (``X``, ``X_gam``, the contrast copies)."""
+    from sklearn.base import clone
+    from ..regression import VolumeAgeRegressor
+    m = clone(est)
+    Xa, ya = (np.concatenate([X, X_deg]), np.concatenate([y, y])) if X_deg is not None else (X, y)
+    if isinstance(m, VolumeAgeRegressor) and m.invariance > 0:
+        return m.fit(Xa, ya, pairs=[(X, c) for c in (X_deg, X_gam) if c is not None])
+    return m.fit(Xa, ya)
+
+
 def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 20261123,
-                  degraded_augment: bool = True, sites=("camcan", "ixi"), log=print) -> Path:
+                  degraded_augment: bool = True, sites=("camcan", "ixi"), invariance: float = 0.0,
+                  log=print) -> Path:
     """Select and fit approach A on the training subjects of ``sites`` (Cam-CAN ``reg_train``,
     ``ixi120``; 5-fold shuffled CV), calibrate it, and, when CNN weights are given, calibrate B
     and the ensemble on the CNN's validation subjects (:func:`~.cnn.training_partition`).
     ``degraded_augment``: A also learns from each subject's degraded copy (same age).
+    ``invariance`` > 0: A's ridges are also penalised for the age difference between each subject
+    and its degraded and contrast copies (:func:`~.features.contrast_copies`, built when missing).
 
     Writes ``age_model.json``, ``regressor_comparison.csv`` and ``normative_table.csv`` (every
     training subject's out-of-sample age and tissue fractions, and the Cam-CAN ``test`` subjects')
     into ``out_dir``.
     """
-    from sklearn.base import clone
     from sklearn.model_selection import KFold
     from ..regression import AgeBiasCorrection, best_ensemble_weight, conformal_halfwidth
     out = Path(out_dir)
@@ -115,39 +133,48 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
     pool = np.sort(np.concatenate([tr_cnn, va_cnn]))
     y = f["age"][pool].astype(np.float64)
     cv = KFold(5, shuffle=True, random_state=seed)
+    g = None
+    if invariance > 0:
+        from .features import contrast_copies
+        g = contrast_copies(data_dir, f, Path(cache_path).with_name("contrast_copies.npz"), log=log)
 
-    def fit(est, X, X_deg, y):
-        """A fresh ``est`` fitted on ``X`` (and, with ``degraded_augment``, the degraded copies)."""
-        if degraded_augment:
-            X, y = np.concatenate([X, X_deg]), np.concatenate([y, y])
-        return clone(est).fit(X, y)
+    def copies(feats, rows):
+        """(degraded, contrast) copies' design matrices of ``rows`` as :func:`fit_regressor` takes them."""
+        return (feature_matrix(f, rows, feats, degraded=True) if degraded_augment else None,
+                feature_matrix(g, rows, feats, suffix="_gam") if g is not None else None)
 
     rows, oof = [], {}
-    for name, (est, feats) in candidate_regressors(seed).items():
+    for name, (est, feats) in candidate_regressors(seed, invariance).items():
         t0 = time.time()
         X, X_deg = feature_matrix(f, pool, feats), feature_matrix(f, pool, feats, degraded=True)
-        p, p_deg = np.zeros_like(y), np.zeros_like(y)
+        X_gam = feature_matrix(g, pool, feats, suffix="_gam") if g is not None else None
+        p, p_deg, p_gam = np.zeros_like(y), np.zeros_like(y), np.zeros_like(y)
         for fit_idx, val_idx in cv.split(X):
-            m_ = fit(est, X[fit_idx], X_deg[fit_idx], y[fit_idx])
+            m_ = fit_regressor(est, X[fit_idx], y[fit_idx], *copies(feats, pool[fit_idx]))
             p[val_idx] = m_.predict(X[val_idx])
             p_deg[val_idx] = m_.predict(X_deg[val_idx])
+            if X_gam is not None:
+                p_gam[val_idx] = m_.predict(X_gam[val_idx])
         oof[name] = p
         m = age_metrics(p, y)
         rows.append({"regressor": name, "features": feats, **{k: round(v, 3) for k, v in m.items()},
                      "degraded_shift": round(float(np.mean(p_deg - p)), 2),
                      "degraded_abs_change": round(float(np.mean(np.abs(p_deg - p))), 2),
+                     "contrast_abs_change": round(float(np.mean(np.abs(p_gam - p))), 2) if g is not None else "",
                      "seconds": round(time.time() - t0, 1)})
         log(f"  {name}: CV MAE {m['mae']:.2f} R2 {m['r2']:.3f}, degraded copy {np.mean(p_deg - p):+.2f} y "
-            f"(|change| {np.mean(np.abs(p_deg - p)):.2f}; {time.time() - t0:.0f} s)")
+            f"(|change| {np.mean(np.abs(p_deg - p)):.2f}"
+            + (f"; contrast copy |change| {np.mean(np.abs(p_gam - p)):.2f}" if g is not None else "")
+            + f"; {time.time() - t0:.0f} s)")
     with open(out / "regressor_comparison.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
     ridge_rows = [r for r in rows if r["regressor"].startswith("ridge on regional")]
     best = min(ridge_rows, key=lambda r: r["mae"])   # the JSON-exportable family
-    est, feats = candidate_regressors(seed)[best["regressor"]]
+    est, feats = candidate_regressors(seed, invariance)[best["regressor"]]
     log(f"approach A: {best['regressor']} (CV MAE {best['mae']})")
-    final = fit(est, feature_matrix(f, pool, feats), feature_matrix(f, pool, feats, degraded=True), y)
+    final = fit_regressor(est, feature_matrix(f, pool, feats), y, *copies(feats, pool))
     p_oof = oof[best["regressor"]]
     bias_a = AgeBiasCorrection().fit(p_oof, y)
     n_site = {s: int((f["site"][pool] == s).sum()) for s in sites}
@@ -155,7 +182,7 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
              "training": {"data": " + ".join(f"{s} ({n})" for s, n in n_site.items()),
                           "sites": list(sites), "n": int(len(pool)), "n_per_site": n_site,
                           "age_range": [float(y.min()), float(y.max())],
-                          "degraded_augment": degraded_augment},
+                          "degraded_augment": degraded_augment, "invariance": invariance},
              "volumes": {"regressor": final.to_dict(), "selected": best["regressor"],
                          "cv": {k: best[k] for k in ("mae", "rmse", "r2", "r")},
                          "bias": bias_a.to_dict(),

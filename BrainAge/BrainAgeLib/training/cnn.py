@@ -32,6 +32,8 @@ class CNNConfig:
     max_shift: int = 2              # random translation (4 mm voxels)
     degraded_prob: float = 0.5      # share of samples drawn from the degraded, re-segmented copy
     init_weights: str | None = None  # fine-tune these safetensors instead of starting afresh
+    contrast_consistency: float = 0.0  # weight of the age difference (years²) between each scan and
+                                       # its contrast copy (features.contrast_copies); 0: not used
     seed: int = 20261123
     threads: int = 2
 
@@ -53,21 +55,25 @@ def training_partition(feats: dict, sites, n_val: int, n_val_ixi: int, seed: int
     return np.array(sorted(train)), np.array(sorted(val))
 
 
-def _augment_cnn(x: torch.Tensor, gen: torch.Generator, max_shift: int) -> torch.Tensor:
+def _augment_cnn(x: torch.Tensor, gen: torch.Generator, max_shift: int,
+                 partner: torch.Tensor | None = None):
+    """Random flip, shift and T1 gamma/scale of each CNN input (B, 4, z, y, x). ``partner``
+    (same shape): each of its inputs gets the same draw as ``x``'s; returns ``(x, partner)``."""
     b = x.shape[0]
     out = torch.empty_like(x)
+    out_p = None if partner is None else torch.empty_like(partner)
     for i in range(b):
-        xi = x[i]
-        if torch.rand(1, generator=gen) < 0.5:
-            xi = xi.flip(-1)
+        flip = bool(torch.rand(1, generator=gen) < 0.5)
         shifts = [int(s) for s in torch.randint(-max_shift, max_shift + 1, (3,), generator=gen)]
-        xi = torch.roll(xi, shifts=shifts, dims=(1, 2, 3))
-        t1 = xi[0:1]
         gamma = float(torch.exp((torch.rand(1, generator=gen) - 0.5) * 0.6))
         scale = float(0.9 + 0.2 * torch.rand(1, generator=gen))
-        xi = torch.cat([(t1.clamp(min=0) ** gamma) * scale, xi[1:]])
-        out[i] = xi
-    return out
+        for src, dst in ((x, out), (partner, out_p)):
+            if src is None:
+                continue
+            xi = src[i].flip(-1) if flip else src[i]
+            xi = torch.roll(xi, shifts=shifts, dims=(1, 2, 3))
+            dst[i] = torch.cat([(xi[0:1].clamp(min=0) ** gamma) * scale, xi[1:]])
+    return out if partner is None else (out, out_p)
 
 
 def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=None,
@@ -88,6 +94,13 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
     X = torch.from_numpy(feats["cnn"].astype(np.float32))
     X_deg = torch.from_numpy(feats["cnn_deg"].astype(np.float32)) if cfg.degraded_prob > 0 else None
     y = torch.from_numpy(feats["age"].astype(np.float32))
+    X_gam = None
+    if cfg.contrast_consistency > 0:
+        from .features import contrast_copies
+        gam = contrast_copies(data_dir, feats, Path(cache_path or out / "features.npz").with_name(
+            "contrast_copies.npz"), log=log)
+        X_gam = torch.from_numpy(gam["cnn_gam"].astype(np.float32))
+        log(f"contrast consistency {cfg.contrast_consistency} with each subject's contrast copy")
     net = AgeCNN(widths=cfg.widths).to(memory_format=torch.channels_last_3d)
     if cfg.init_weights:
         from safetensors.torch import load_file
@@ -130,10 +143,18 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
             if X_deg is not None:
                 use = torch.rand(len(idx), generator=gen) < cfg.degraded_prob
                 xb = torch.where(use.view(-1, 1, 1, 1, 1), X_deg[idx], xb)
-            xb = _augment_cnn(xb, gen, cfg.max_shift).contiguous(memory_format=torch.channels_last_3d)
-            logits = net(xb)
             target = soft_labels(y[idx], cfg.sigma)
-            loss = F.kl_div(logits.log_softmax(-1), target, reduction="batchmean")
+            if X_gam is None:
+                xb = _augment_cnn(xb, gen, cfg.max_shift).contiguous(memory_format=torch.channels_last_3d)
+                logits = net(xb)
+                loss = F.kl_div(logits.log_softmax(-1), target, reduction="batchmean")
+            else:       # the scan and its contrast copy: both the right age, and the same age
+                xb, xg = _augment_cnn(xb, gen, cfg.max_shift, partner=X_gam[idx])
+                both = net(torch.cat([xb, xg]).contiguous(memory_format=torch.channels_last_3d))
+                logits, logits_g = both[:len(idx)], both[len(idx):]
+                loss = 0.5 * (F.kl_div(logits.log_softmax(-1), target, reduction="batchmean")
+                              + F.kl_div(logits_g.log_softmax(-1), target, reduction="batchmean"))
+                loss = loss + cfg.contrast_consistency * (expected_age(logits) - expected_age(logits_g)).pow(2).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

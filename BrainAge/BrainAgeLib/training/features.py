@@ -141,3 +141,56 @@ def split_validation(ids: list[str], n_val: int, seed: int) -> tuple[list[str], 
     ids = sorted(ids)
     random.Random(seed).shuffle(ids)
     return ids[n_val:], ids[:n_val]
+
+
+CONTRAST_GAMMA = (0.6, 1.6)   # range of the contrast copies' gamma (log-uniform draw)
+CONTRAST_VERSION = 1
+
+
+def contrast_copies(data_dir, feats: dict, cache_path, seed: int = 20261127, log=print) -> dict:
+    """Every subject of the feature cache ``feats`` once more, its contrast changed by a gamma
+    drawn log-uniformly from :data:`CONTRAST_GAMMA` and nothing else (keys ``*_gam``, the
+    ``gamma`` drawn and ``subject_id`` in the cache's order).
+
+    A gamma is what another sequence or scanner does to grey/white/CSF contrast; unlike the
+    degraded copy (many artefacts mixed), each pair (clean, copy) differs in contrast alone, so
+    that the age models can be taught to give both the same age (an invariance penalty).
+    The gamma acts on the intensities as acquired (renormalised afterwards, as the pipeline
+    would), before the registered scans' harmonisation. Cached in ``cache_path`` (.npz).
+    """
+    from ..models import load_resunet
+    cache_path = Path(cache_path)
+    ids = [str(s) for s in feats["subject_id"]]
+    if cache_path.exists():
+        cached = dict(np.load(cache_path))
+        if (int(cached.get("version", 0)) == CONTRAST_VERSION
+                and [str(s) for s in cached["subject_id"]] == ids):
+            return cached
+        log(f"{cache_path} does not match the feature cache: rebuilding it")
+    net = load_resunet()
+    rng = np.random.default_rng(seed)
+    lo, hi = np.log(CONTRAST_GAMMA)
+    gammas = np.exp(rng.uniform(lo, hi, len(ids)))
+    ixi = None
+    if (np.asarray(feats["site"]) == "ixi").any():
+        ixi = ixi_model_space(Path(data_dir).parent, cache_path.with_name("ixi_model_space.npz"), log=log)
+        ixi_index = {str(s): i for i, s in enumerate(ixi["subject_id"])}
+    out: dict[str, list] = {}
+    t0 = time.time()
+    for n, sid in enumerate(ids):
+        registered = str(feats["site"][n]) == "ixi"
+        if registered:
+            arr = ixi["image"][ixi_index[sid]].astype(np.float32)
+        else:
+            img = sitk.ReadImage(str(camcan_paths(data_dir, sid)["image"]))
+            arr = normalize_intensity(sitk.GetArrayFromImage(img))
+        arr = normalize_intensity(np.asarray(arr, np.float32) ** gammas[n])
+        for k, v in scan_features(net, arr, registered).items():
+            out.setdefault(f"{k}_gam", []).append(v)
+        if (n + 1) % 50 == 0:
+            log(f"contrast copies: {n + 1}/{len(ids)} ({time.time() - t0:.0f} s)")
+    arrays = {k: np.asarray(v) for k, v in out.items()}
+    arrays.update(subject_id=np.asarray(ids), gamma=gammas, version=np.asarray(CONTRAST_VERSION))
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache_path, **arrays)
+    return arrays
