@@ -1,0 +1,57 @@
+"""How much a contrast change (a gamma) moves approaches A, B and the ensemble, measured on
+held-out scans: each Cam-CAN ``test`` and ``ixi10`` subject of the feature cache against its
+contrast copy (``training.features.contrast_copies``: the same scan with a gamma drawn from
+0.6-1.6, segmented again). Ages are the models' bias-corrected ones; years.
+
+    python scripts/contrast_invariance.py NAME AGE_MODEL_JSON CNN_SAFETENSORS [NAME ...]
+
+The CNN's ``cnn_config.json`` must lie beside its weights (as in a ``brainage train-cnn`` run).
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+from BrainAgeLib.regression import AgeBiasCorrection, VolumeAgeRegressor
+from BrainAgeLib.training.age_model import cnn_predictions, feature_matrix
+
+
+SETS = (("Cam-CAN test", "test"), ("ixi10", "ixi10"))
+
+
+def ages(f: dict, rows, model: dict, cnn, suffix: str = "") -> dict:
+    """Bias-corrected ages (A, B, ensemble) of the cache rows ``rows`` (keys ending in ``suffix``)."""
+    reg = VolumeAgeRegressor.from_dict(model["volumes"]["regressor"])
+    a = reg.predict(feature_matrix(f, rows, f"c{reg.cell}", suffix=suffix))
+    b = cnn_predictions({"cnn": f["cnn" + suffix]}, rows, cnn)
+    w = model["ensemble"]["weight_volumes"]
+    corr = {k: AgeBiasCorrection(**model[k]["bias"]) for k in ("volumes", "cnn", "ensemble")}
+    return {"A": corr["volumes"](a), "B": corr["cnn"](b), "ensemble": corr["ensemble"](w * a + (1 - w) * b)}
+
+
+def main(argv: list[str]) -> None:
+    z = np.load("runs/features/features.npz")
+    g = np.load("runs/features/contrast_copies.npz")
+    f = {k: z[k] for k in ("site", "split", "age", "subject_id", "cnn", "regional_c4", "regional_c6", "global")}
+    f.update({k: g[k] for k in ("cnn_gam", "regional_c4_gam", "regional_c6_gam", "global_gam")})
+    assert list(g["subject_id"]) == list(f["subject_id"])
+    gamma = g["gamma"]
+    print("| models | held-out scans | gamma | n | A | B | ensemble |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for i in range(0, len(argv), 3):
+        name, model_path, cnn = argv[i:i + 3]
+        model = json.loads(open(model_path).read())
+        for label, split in SETS:
+            rows = np.flatnonzero(f["split"] == split)
+            clean, copy = ages(f, rows, model, cnn), ages(f, rows, model, cnn, "_gam")
+            for band, sel in (("< 0.8", gamma[rows] < 0.8), ("0.8-1.25", (gamma[rows] >= 0.8) & (gamma[rows] <= 1.25)),
+                              ("> 1.25", gamma[rows] > 1.25)):
+                cells = [f"{np.mean(copy[k][sel] - clean[k][sel]):+.1f} ({np.mean(np.abs(copy[k][sel] - clean[k][sel])):.1f})"
+                         for k in ("A", "B", "ensemble")]
+                print(f"| {name} | {label} | {band} | {int(sel.sum())} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
