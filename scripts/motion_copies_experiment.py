@@ -23,27 +23,21 @@ OUT = Path("runs/motion")
 
 
 def build() -> None:
-    import SimpleITK as sitk
     import torch
     import torchio as tio
     from BrainAgeLib.models import load_resunet
     from BrainAgeLib.preprocessing import normalize_intensity
-    from BrainAgeLib.training.data import camcan_paths
-    from BrainAgeLib.training.features import CONTRAST_VERSION, ixi_model_space, scan_features
+    from BrainAgeLib.training.features import CONTRAST_VERSION, ixi_model_space, scan_features, subject_array
     z = np.load("runs/features/features.npz")
     ids, sites = [str(s) for s in z["subject_id"]], [str(s) for s in z["site"]]
     ixi = ixi_model_space(DATA.parent, "runs/features/ixi_model_space.npz")
-    ixi_index = {str(s): i for i, s in enumerate(ixi["subject_id"])}
+    ixi_images = dict(zip((str(s) for s in ixi["subject_id"]), ixi["image"]))
     net = load_resunet()
     motion = tio.RandomMotion(degrees=5, translation=5, num_transforms=2)
     out: dict[str, list] = {}
     t0 = time.time()
     for n, (sid, site) in enumerate(zip(ids, sites)):
-        registered = site == "ixi"
-        if registered:
-            arr = ixi["image"][ixi_index[sid]].astype(np.float32)
-        else:
-            arr = normalize_intensity(sitk.GetArrayFromImage(sitk.ReadImage(str(camcan_paths(DATA, sid)["image"]))))
+        arr, registered = subject_array(DATA, sid, ixi_images if site == "ixi" else None)
         with torch.random.fork_rng():
             torch.manual_seed(n)
             moved = motion(tio.ScalarImage(tensor=torch.from_numpy(arr)[None])).data[0].numpy()

@@ -200,8 +200,8 @@ def evaluate_sites(cache_path, out_dir, age_model_dir, cnn_dirs: dict, log=print
     summary = {"regressor": name, "weight_volumes": w}
     recipe = {"invariance": float(m["training"].get("invariance", 0.0))}
     if recipe["invariance"] > 0:         # A's invariance penalty uses the contrast copies
-        from .training.features import contrast_copies
-        copies = Path(cache_path).with_name("contrast_copies.npz")
+        from .training.features import contrast_copies, contrast_copies_path
+        copies = contrast_copies_path(cache_path)
         if not copies.exists():
             raise FileNotFoundError(f"{copies}: no contrast copies; run brainage train-age-model first (it builds them)")
         recipe["contrast"] = contrast_copies(None, f, copies)

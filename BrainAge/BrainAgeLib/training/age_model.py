@@ -135,22 +135,26 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
     cv = KFold(5, shuffle=True, random_state=seed)
     g = None
     if invariance > 0:
-        from .features import contrast_copies
-        g = contrast_copies(data_dir, f, Path(cache_path).with_name("contrast_copies.npz"), log=log)
+        from .features import contrast_copies, contrast_copies_path
+        g = contrast_copies(data_dir, f, contrast_copies_path(cache_path), log=log)
 
-    def copies(feats, rows):
-        """(degraded, contrast) copies' design matrices of ``rows`` as :func:`fit_regressor` takes them."""
-        return (feature_matrix(f, rows, feats, degraded=True) if degraded_augment else None,
-                feature_matrix(g, rows, feats, suffix="_gam") if g is not None else None)
+    def design(feats):
+        """The pool's design matrices: as acquired, degraded copies, contrast copies (or None)."""
+        return (feature_matrix(f, pool, feats), feature_matrix(f, pool, feats, degraded=True),
+                feature_matrix(g, pool, feats, suffix="_gam") if g is not None else None)
+
+    def fit(est, X, X_deg, X_gam, rows):
+        """:func:`fit_regressor` on the pool's ``rows``, with the copies this fit uses."""
+        return fit_regressor(est, X[rows], y[rows], X_deg[rows] if degraded_augment else None,
+                             X_gam[rows] if X_gam is not None else None)
 
     rows, oof = [], {}
     for name, (est, feats) in candidate_regressors(seed, invariance).items():
         t0 = time.time()
-        X, X_deg = feature_matrix(f, pool, feats), feature_matrix(f, pool, feats, degraded=True)
-        X_gam = feature_matrix(g, pool, feats, suffix="_gam") if g is not None else None
+        X, X_deg, X_gam = design(feats)
         p, p_deg, p_gam = np.zeros_like(y), np.zeros_like(y), np.zeros_like(y)
         for fit_idx, val_idx in cv.split(X):
-            m_ = fit_regressor(est, X[fit_idx], y[fit_idx], *copies(feats, pool[fit_idx]))
+            m_ = fit(est, X, X_deg, X_gam, fit_idx)
             p[val_idx] = m_.predict(X[val_idx])
             p_deg[val_idx] = m_.predict(X_deg[val_idx])
             if X_gam is not None:
@@ -174,7 +178,7 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
     best = min(ridge_rows, key=lambda r: r["mae"])   # the JSON-exportable family
     est, feats = candidate_regressors(seed, invariance)[best["regressor"]]
     log(f"approach A: {best['regressor']} (CV MAE {best['mae']})")
-    final = fit_regressor(est, feature_matrix(f, pool, feats), y, *copies(feats, pool))
+    final = fit(est, *design(feats), np.arange(len(pool)))
     p_oof = oof[best["regressor"]]
     bias_a = AgeBiasCorrection().fit(p_oof, y)
     n_site = {s: int((f["site"][pool] == s).sum()) for s in sites}

@@ -96,9 +96,8 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
     y = torch.from_numpy(feats["age"].astype(np.float32))
     X_gam = None
     if cfg.contrast_consistency > 0:
-        from .features import contrast_copies
-        gam = contrast_copies(data_dir, feats, Path(cache_path or out / "features.npz").with_name(
-            "contrast_copies.npz"), log=log)
+        from .features import contrast_copies, contrast_copies_path
+        gam = contrast_copies(data_dir, feats, contrast_copies_path(cache_path or out / "features.npz"), log=log)
         X_gam = torch.from_numpy(gam["cnn_gam"].astype(np.float32))
         log(f"contrast consistency {cfg.contrast_consistency} with each subject's contrast copy")
     net = AgeCNN(widths=cfg.widths).to(memory_format=torch.channels_last_3d)

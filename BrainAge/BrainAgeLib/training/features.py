@@ -64,6 +64,17 @@ def ixi_model_space(data_root, cache_path, sets=IXI_SETS, log=print) -> dict:
     return arrays
 
 
+def subject_array(data_dir, subject_id: str, ixi_images: dict | None = None) -> tuple[np.ndarray, bool]:
+    """A cached subject's model-space T1 as the ResUNet first reads it (float32, z, y, x) and
+    whether it came through registration: an IXI head from ``ixi_images`` (subject ID -> image
+    of :func:`ixi_model_space`, before harmonisation), else the Cam-CAN scan of ``data_dir``,
+    normalised."""
+    if ixi_images is not None and subject_id in ixi_images:
+        return ixi_images[subject_id].astype(np.float32), True
+    img = sitk.ReadImage(str(camcan_paths(data_dir, subject_id)["image"]))
+    return normalize_intensity(sitk.GetArrayFromImage(img)), False
+
+
 def scan_features(net, array: np.ndarray, registered: bool) -> dict:
     """What the age models read from one model-space T1: regional and global tissue fractions
     (approach A) and the CNN input (B), from the ResUNet's probabilities. ``registered`` scans
@@ -103,23 +114,20 @@ def model_space_features(data_dir, cache_path, log=print, splits=("reg_train", "
     net = load_resunet()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    subjects = []          # (subject_id, site, split, age, sex, array, registered)
+    subjects = []          # (subject_id, site, split, age, sex)
     for r in read_camcan_subjects(data_dir):
         if r["split"] in splits:
-            subjects.append((r["subject_id"], "camcan", r["split"], r["age"], r["sex"], None, False))
+            subjects.append((r["subject_id"], "camcan", r["split"], r["age"], r["sex"]))
+    ixi_images = None
     if ixi_root is not None:
         ixi = ixi_model_space(ixi_root, cache_path.with_name("ixi_model_space.npz"), log=log)
+        ixi_images = dict(zip((str(s) for s in ixi["subject_id"]), ixi["image"]))
         for i, sid in enumerate(ixi["subject_id"]):
-            subjects.append((str(sid), "ixi", str(ixi["set"][i]), float(ixi["age"][i]),
-                             str(ixi["sex"][i]), i, True))
+            subjects.append((str(sid), "ixi", str(ixi["set"][i]), float(ixi["age"][i]), str(ixi["sex"][i])))
     out: dict[str, list] = {k: [] for k in ("subject_id", "site", "split", "age", "sex")}
     t0 = time.time()
-    for n, (sid, site, split, age, sex, idx, registered) in enumerate(subjects):
-        if site == "camcan":
-            img = sitk.ReadImage(str(camcan_paths(data_dir, sid)["image"]))
-            arr = normalize_intensity(sitk.GetArrayFromImage(img))
-        else:
-            arr = ixi["image"][idx].astype(np.float32)
+    for n, (sid, site, split, age, sex) in enumerate(subjects):
+        arr, registered = subject_array(data_dir, sid, ixi_images if site == "ixi" else None)
         feats = scan_features(net, arr, registered)
         feats.update({f"{k}_deg": v for k, v in scan_features(net, degrade_image(arr, gen), registered).items()})
         for k, v in zip(("subject_id", "site", "split", "age", "sex"), (sid, site, split, age, sex)):
@@ -147,6 +155,11 @@ CONTRAST_GAMMA = (0.6, 1.6)   # range of the contrast copies' gamma (log-uniform
 CONTRAST_VERSION = 1
 
 
+def contrast_copies_path(cache_path) -> Path:
+    """Where the contrast copies of the feature cache ``cache_path`` live: beside it."""
+    return Path(cache_path).with_name("contrast_copies.npz")
+
+
 def contrast_copies(data_dir, feats: dict, cache_path, seed: int = 20261127, log=print) -> dict:
     """Every subject of the feature cache ``feats`` once more, its contrast changed by a gamma
     drawn log-uniformly from :data:`CONTRAST_GAMMA` and nothing else (keys ``*_gam``, the
@@ -171,20 +184,15 @@ def contrast_copies(data_dir, feats: dict, cache_path, seed: int = 20261127, log
     rng = np.random.default_rng(seed)
     lo, hi = np.log(CONTRAST_GAMMA)
     gammas = np.exp(rng.uniform(lo, hi, len(ids)))
-    ixi = None
+    ixi_images = None
     if (np.asarray(feats["site"]) == "ixi").any():
         ixi = ixi_model_space(Path(data_dir).parent, cache_path.with_name("ixi_model_space.npz"), log=log)
-        ixi_index = {str(s): i for i, s in enumerate(ixi["subject_id"])}
+        ixi_images = dict(zip((str(s) for s in ixi["subject_id"]), ixi["image"]))
     out: dict[str, list] = {}
     t0 = time.time()
     for n, sid in enumerate(ids):
-        registered = str(feats["site"][n]) == "ixi"
-        if registered:
-            arr = ixi["image"][ixi_index[sid]].astype(np.float32)
-        else:
-            img = sitk.ReadImage(str(camcan_paths(data_dir, sid)["image"]))
-            arr = normalize_intensity(sitk.GetArrayFromImage(img))
-        arr = normalize_intensity(np.asarray(arr, np.float32) ** gammas[n])
+        arr, registered = subject_array(data_dir, sid, ixi_images if str(feats["site"][n]) == "ixi" else None)
+        arr = normalize_intensity(arr ** gammas[n])
         for k, v in scan_features(net, arr, registered).items():
             out.setdefault(f"{k}_gam", []).append(v)
         if (n + 1) % 50 == 0:
