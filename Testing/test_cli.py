@@ -116,7 +116,8 @@ def test_all_good_exit_zero_and_summary(tmp_path):
 @pytest.mark.parametrize("args", [("predict",), ("predict", "--sample", "x.nii.gz"),
                                   ("predict", "a.nii.gz", "--ages", "/nonexistent/ages.csv"),
                                   ("predict", "a.nii.gz", "--device", "tpu"),
-                                  ("predict", "a.nii.gz", "--tissues", "freesurfer"), ("frobnicate",)])
+                                  ("predict", "a.nii.gz", "--tissues", "freesurfer"), ("frobnicate",),
+                                  ("train-cnn", "--copies", "blur"), ("train-age-model", "--copies", ",")])
 def test_bad_arguments_exit_two(args):
     proc = run_cli(*args)
     assert proc.returncode == 2

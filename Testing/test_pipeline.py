@@ -134,6 +134,37 @@ def test_invariance_penalty_ignores_what_acquisition_moves():
                        .predict(copy), plain.predict(copy))
 
 
+def test_invariance_to_two_kinds_of_copy_needs_both():
+    """Approach A's fit with two kinds of acquisition copy (contrast, motion: each moves another
+    feature) leaves out both features; with one kind of copy only, the other still moves the age."""
+    from BrainAgeLib.training.age_model import fit_regressor
+    rng = np.random.default_rng(5)
+    age = rng.uniform(20, 85, 300)
+    clean = rng.random((300, 12)) * 0.03 + 0.05
+    clean[:, :3] += age[:, None] / 400                  # 0: robust; 1: contrast moves it; 2: motion does
+    contrast, motion = clean.copy(), clean.copy()
+    contrast[:, 1] += rng.uniform(-0.15, 0.15, 300)
+    motion[:, 2] += rng.uniform(-0.15, 0.15, 300)
+    est = VolumeAgeRegressor(alpha=1e-3, invariance=10.0)
+    both = fit_regressor(est, clean, age, copies=[contrast, motion])
+    one = fit_regressor(est, clean, age, copies=[contrast])
+    change = lambda m, c: np.abs(m.predict(c) - m.predict(clean)).mean()
+    plain = VolumeAgeRegressor(alpha=1e-3).fit(clean, age)
+    assert change(both, contrast) < 0.3 * change(plain, contrast)
+    assert change(both, motion) < 0.3 * change(plain, motion)
+    assert change(one, motion) > 2 * change(both, motion)
+    assert np.abs(both.predict(clean) - age).mean() < 5.0
+
+
+def test_copies_live_beside_the_cache_and_unknown_kinds_are_refused(tmp_path):
+    from BrainAgeLib.training.features import contrast_copies_path, copies_path
+    cache = tmp_path / "features.npz"
+    assert copies_path(cache, "motion") == tmp_path / "motion_copies.npz"
+    assert contrast_copies_path(cache) == tmp_path / "contrast_copies.npz"
+    with pytest.raises(ValueError, match="unknown kind"):
+        copies_path(cache, "blur")
+
+
 def test_bias_correction_removes_age_dependence():
     rng = np.random.default_rng(1)
     age = rng.uniform(20, 85, 400)

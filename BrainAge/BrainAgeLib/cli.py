@@ -467,4 +467,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the imported module's main, not this __main__ copy: the training commands raise
+    # BrainAgeLib.cli.ArgumentError, which must be the class main() catches (exit 2)
+    from BrainAgeLib.cli import main as _main
+    sys.exit(_main())

@@ -47,12 +47,21 @@ def _sites(text: str) -> tuple[str, ...]:
     return sites
 
 
+def _copies(text: str) -> tuple[str, ...]:
+    from .cli import ArgumentError
+    from .training.features import COPY_KINDS
+    kinds = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not kinds or any(k not in COPY_KINDS for k in kinds):
+        raise ArgumentError(f"--copies: expected {' and/or '.join(COPY_KINDS)}, got {text!r}")
+    return kinds
+
+
 def cmd_train_cnn(args) -> int:
     import json
     from .training import CNNConfig, train_cnn
     cfg = CNNConfig(epochs=args.epochs, seed=args.seed, threads=args.threads, lr=args.lr,
                     init_weights=args.init, sites=_sites(args.sites),
-                    contrast_consistency=args.contrast_consistency)
+                    contrast_consistency=args.contrast_consistency, consistency_copies=_copies(args.copies))
     weights = train_cnn(Path(args.data) / "camcan", args.out, cfg, cache_path=args.cache,
                         resume=args.resume, log=lambda m: print(m, flush=True))
     if args.ship:
@@ -70,14 +79,15 @@ def cmd_train_age_model(args) -> int:
     cnn = Path(args.cnn_dir) / "age_cnn.safetensors" if args.cnn_dir else None
     path = fit_age_model(Path(args.data) / "camcan", args.out, Path(args.cache), cnn_weights=cnn,
                          seed=args.seed, degraded_augment=args.degraded_augment, sites=_sites(args.sites),
-                         invariance=args.invariance,
+                         invariance=args.invariance, copies=_copies(args.copies),
                          log=lambda m: print(m, flush=True))
     if args.ship:
         m = json.loads(path.read_text())
         info = {"training": m["training"]["data"] + " (features from predicted segmentations)",
                 "selected": m["volumes"]["selected"], "cv": m["volumes"]["cv"],
                 "degraded_augment": m["training"]["degraded_augment"],
-                "invariance": m["training"].get("invariance", 0.0)}
+                "invariance": m["training"].get("invariance", 0.0),
+                "invariance_copies": m["training"].get("invariance_copies", [])}
         if "ensemble" in m:
             info["ensemble"] = {"weight_volumes": m["ensemble"]["weight_volumes"],
                                 "validation_mae": m["ensemble"]["validation"]["mae"],
@@ -205,18 +215,21 @@ def add_training_commands(sub) -> None:
     tc.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
     tc.add_argument("--cache", default="runs/features/features.npz", help="model-space feature cache")
     tc.add_argument("--contrast-consistency", type=float, default=0.0, metavar="WEIGHT",
-                    help="penalise the age difference (years²) between each scan and its contrast copy "
-                         "(contrast_copies.npz beside the cache, built when missing); 0: off")
+                    help="penalise the age difference (years²) between each scan and its acquisition copy "
+                         "(--copies; <kind>_copies.npz beside the cache, built when missing); 0: off")
     ta = training("train-age-model", cmd_train_age_model,
                   "select and fit approach A, calibrate B and the ensemble", "runs/age")
     ta.add_argument("--cache", default="runs/features/features.npz", help="model-space feature cache")
     ta.add_argument("--cnn-dir", default=None, help="folder of the trained CNN (with cnn_config.json)")
     ta.add_argument("--invariance", type=float, default=0.0, metavar="WEIGHT",
                     help="penalise approach A's age difference between each subject and its degraded and "
-                         "contrast copies (contrast_copies.npz beside the cache, built when missing); 0: off")
+                         "acquisition copies (--copies; <kind>_copies.npz beside the cache, built when missing); 0: off")
     ta.add_argument("--degraded-augment", action=argparse.BooleanOptionalAction, default=True,
                     help="approach A also learns from each subject's degraded copy (default: yes)")
     for t in (tc, ta):
+        t.add_argument("--copies", default="contrast", metavar="KINDS",
+                       help="the acquisition copies of --contrast-consistency / --invariance, comma-separated: "
+                            "contrast (gamma 0.6-1.6), motion (TorchIO RandomMotion)")
         t.add_argument("--sites", default="camcan,ixi",
                        help="training sites, comma-separated: camcan (reg_train), ixi (ixi120)")
     tn = sub.add_parser("train-normative", help="fit the centile curves of the healthy cohort "

@@ -18,24 +18,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .training.age_model import age_metrics, candidate_regressors, cnn_predictions, feature_matrix, fit_regressor
+from .training.age_model import (age_metrics, candidate_regressors, cnn_predictions, copy_matrices, feature_matrix,
+                                 fit_regressor)
 from .training.cnn import training_partition
 from .training.features import scan_features
 
 
-def _fit_a(f, idx, name: str, seed: int, degraded: bool = True, invariance: float = 0.0, contrast=None):
+def _fit_a(f, idx, name: str, seed: int, degraded: bool = True, invariance: float = 0.0, copies=None):
     """Approach A (the regressor ``name``) fitted on the cache rows ``idx`` with out-of-fold
     bias correction, by the shipped recipe (degraded copies; ``invariance`` penalty with the
-    ``contrast`` copies' cache); returns ``(model, bias, feats, out-of-fold raw ages of idx)``."""
+    acquisition ``copies``, kind -> cache); returns ``(model, bias, feats, out-of-fold raw ages of idx)``."""
     from sklearn.model_selection import KFold
     from .regression import AgeBiasCorrection
     est, feats = candidate_regressors(seed, invariance)[name]
     X, Xd, y = feature_matrix(f, idx, feats), feature_matrix(f, idx, feats, True), f["age"][idx].astype(float)
-    Xg = feature_matrix(contrast, idx, feats, suffix="_gam") if contrast is not None else None
+    Xc = copy_matrices(copies or {}, idx, feats)
 
     def fit(rows):
-        return fit_regressor(est, X[rows], y[rows], Xd[rows] if degraded else None,
-                             Xg[rows] if Xg is not None else None)
+        return fit_regressor(est, X[rows], y[rows], Xd[rows] if degraded else None, [c[rows] for c in Xc])
     oof = np.zeros_like(y)
     for a, b in KFold(5, shuffle=True, random_state=seed).split(X):
         oof[b] = fit(a).predict(X[b])
@@ -199,13 +199,16 @@ def evaluate_sites(cache_path, out_dir, age_model_dir, cnn_dirs: dict, log=print
     out.mkdir(parents=True, exist_ok=True)
     summary = {"regressor": name, "weight_volumes": w}
     recipe = {"invariance": float(m["training"].get("invariance", 0.0))}
-    if recipe["invariance"] > 0:         # A's invariance penalty uses the contrast copies
-        from .training.features import contrast_copies, contrast_copies_path
-        copies = contrast_copies_path(cache_path)
-        if not copies.exists():
-            raise FileNotFoundError(f"{copies}: no contrast copies; run brainage train-age-model first (it builds them)")
-        recipe["contrast"] = contrast_copies(None, f, copies)
+    if recipe["invariance"] > 0:         # A's invariance penalty uses the acquisition copies
+        from .training.features import acquisition_copies, copies_path
+        kinds = m["training"].get("invariance_copies", ["contrast"])
+        for k in kinds:
+            if not copies_path(cache_path, k).exists():
+                raise FileNotFoundError(f"{copies_path(cache_path, k)}: no {k} copies; run brainage "
+                                        "train-age-model first (it builds them)")
+        recipe["copies"] = {k: acquisition_copies(None, f, cache_path, k) for k in kinds}
         summary["invariance"] = recipe["invariance"]
+        summary["invariance_copies"] = kinds
     log("site distance of the features (age-matched Cam-CAN vs ixi120)")
     summary["site_distance"] = site_distance(f)
     log(json.dumps(summary["site_distance"]))

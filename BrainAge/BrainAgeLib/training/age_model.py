@@ -93,29 +93,37 @@ def cnn_predictions(f: dict, idx, cnn_weights, degraded: bool = False) -> np.nda
     return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
 
 
-def fit_regressor(est, X, y, X_deg=None, X_gam=None):
+def fit_regressor(est, X, y, X_deg=None, copies=()):
     """A fresh ``est`` fitted on ``X`` and ages ``y`` (years); with ``X_deg`` (each subject's
     degraded copy) those rows too, at the same age. Regressors with an invariance penalty
     (:class:`~BrainAgeLib.regression.VolumeAgeRegressor`) also get the pairs (``X``, ``X_deg``)
-    and (``X``, ``X_gam``, the contrast copies)."""
+    and (``X``, each design matrix of ``copies``, the acquisition copies)."""
     from sklearn.base import clone
     from ..regression import VolumeAgeRegressor
     m = clone(est)
     Xa, ya = (np.concatenate([X, X_deg]), np.concatenate([y, y])) if X_deg is not None else (X, y)
     if isinstance(m, VolumeAgeRegressor) and m.invariance > 0:
-        return m.fit(Xa, ya, pairs=[(X, c) for c in (X_deg, X_gam) if c is not None])
+        return m.fit(Xa, ya, pairs=[(X, c) for c in (X_deg, *copies) if c is not None])
     return m.fit(Xa, ya)
+
+
+def copy_matrices(copies: dict, idx, feats: str) -> list[np.ndarray]:
+    """Approach A's design matrices (:func:`feature_matrix`) of the rows ``idx`` of each
+    acquisition copy in ``copies`` (kind -> :func:`~.features.acquisition_copies`)."""
+    from .features import COPY_SUFFIX
+    return [feature_matrix(c, idx, feats, suffix=COPY_SUFFIX[k]) for k, c in copies.items()]
 
 
 def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 20261123,
                   degraded_augment: bool = True, sites=("camcan", "ixi"), invariance: float = 0.0,
-                  log=print) -> Path:
+                  copies=("contrast",), log=print) -> Path:
     """Select and fit approach A on the training subjects of ``sites`` (Cam-CAN ``reg_train``,
     ``ixi120``; 5-fold shuffled CV), calibrate it, and, when CNN weights are given, calibrate B
     and the ensemble on the CNN's validation subjects (:func:`~.cnn.training_partition`).
     ``degraded_augment``: A also learns from each subject's degraded copy (same age).
     ``invariance`` > 0: A's ridges are also penalised for the age difference between each subject
-    and its degraded and contrast copies (:func:`~.features.contrast_copies`, built when missing).
+    and its degraded copy and its acquisition ``copies`` (kinds of :func:`~.features.acquisition_copies`,
+    built when missing).
 
     Writes ``age_model.json``, ``regressor_comparison.csv`` and ``normative_table.csv`` (every
     training subject's out-of-sample age and tissue fractions, and the Cam-CAN ``test`` subjects')
@@ -133,42 +141,43 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
     pool = np.sort(np.concatenate([tr_cnn, va_cnn]))
     y = f["age"][pool].astype(np.float64)
     cv = KFold(5, shuffle=True, random_state=seed)
-    g = None
+    g = {}
     if invariance > 0:
-        from .features import contrast_copies, contrast_copies_path
-        g = contrast_copies(data_dir, f, contrast_copies_path(cache_path), log=log)
+        from .features import acquisition_copies
+        g = {k: acquisition_copies(data_dir, f, cache_path, k, log=log) for k in copies}
 
     def design(feats):
-        """The pool's design matrices: as acquired, degraded copies, contrast copies (or None)."""
+        """The pool's design matrices: as acquired, degraded copies, acquisition copies (a list)."""
         return (feature_matrix(f, pool, feats), feature_matrix(f, pool, feats, degraded=True),
-                feature_matrix(g, pool, feats, suffix="_gam") if g is not None else None)
+                copy_matrices(g, pool, feats))
 
-    def fit(est, X, X_deg, X_gam, rows):
+    def fit(est, X, X_deg, X_cp, rows):
         """:func:`fit_regressor` on the pool's ``rows``, with the copies this fit uses."""
         return fit_regressor(est, X[rows], y[rows], X_deg[rows] if degraded_augment else None,
-                             X_gam[rows] if X_gam is not None else None)
+                             [c[rows] for c in X_cp])
 
     rows, oof = [], {}
     for name, (est, feats) in candidate_regressors(seed, invariance).items():
         t0 = time.time()
-        X, X_deg, X_gam = design(feats)
-        p, p_deg, p_gam = np.zeros_like(y), np.zeros_like(y), np.zeros_like(y)
+        X, X_deg, X_cp = design(feats)
+        p, p_deg = np.zeros_like(y), np.zeros_like(y)
+        p_cp = [np.zeros_like(y) for _ in X_cp]
         for fit_idx, val_idx in cv.split(X):
-            m_ = fit(est, X, X_deg, X_gam, fit_idx)
+            m_ = fit(est, X, X_deg, X_cp, fit_idx)
             p[val_idx] = m_.predict(X[val_idx])
             p_deg[val_idx] = m_.predict(X_deg[val_idx])
-            if X_gam is not None:
-                p_gam[val_idx] = m_.predict(X_gam[val_idx])
+            for pc, c in zip(p_cp, X_cp):
+                pc[val_idx] = m_.predict(c[val_idx])
         oof[name] = p
         m = age_metrics(p, y)
+        change = {f"{k}_abs_change": round(float(np.mean(np.abs(pc - p))), 2) for k, pc in zip(g, p_cp)}
         rows.append({"regressor": name, "features": feats, **{k: round(v, 3) for k, v in m.items()},
                      "degraded_shift": round(float(np.mean(p_deg - p)), 2),
                      "degraded_abs_change": round(float(np.mean(np.abs(p_deg - p))), 2),
-                     "contrast_abs_change": round(float(np.mean(np.abs(p_gam - p))), 2) if g is not None else "",
-                     "seconds": round(time.time() - t0, 1)})
+                     **change, "seconds": round(time.time() - t0, 1)})
         log(f"  {name}: CV MAE {m['mae']:.2f} R2 {m['r2']:.3f}, degraded copy {np.mean(p_deg - p):+.2f} y "
             f"(|change| {np.mean(np.abs(p_deg - p)):.2f}"
-            + (f"; contrast copy |change| {np.mean(np.abs(p_gam - p)):.2f}" if g is not None else "")
+            + "".join(f"; {k.replace('_abs_change', '')} copy |change| {v:.2f}" for k, v in change.items())
             + f"; {time.time() - t0:.0f} s)")
     with open(out / "regressor_comparison.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -186,7 +195,8 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
              "training": {"data": " + ".join(f"{s} ({n})" for s, n in n_site.items()),
                           "sites": list(sites), "n": int(len(pool)), "n_per_site": n_site,
                           "age_range": [float(y.min()), float(y.max())],
-                          "degraded_augment": degraded_augment, "invariance": invariance},
+                          "degraded_augment": degraded_augment, "invariance": invariance,
+                          "invariance_copies": list(g)},
              "volumes": {"regressor": final.to_dict(), "selected": best["regressor"],
                          "cv": {k: best[k] for k in ("mae", "rmse", "r2", "r")},
                          "bias": bias_a.to_dict(),

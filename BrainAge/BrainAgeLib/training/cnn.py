@@ -33,7 +33,9 @@ class CNNConfig:
     degraded_prob: float = 0.5      # share of samples drawn from the degraded, re-segmented copy
     init_weights: str | None = None  # fine-tune these safetensors instead of starting afresh
     contrast_consistency: float = 0.0  # weight of the age difference (years²) between each scan and
-                                       # its contrast copy (features.contrast_copies); 0: not used
+                                       # its acquisition copy (features.acquisition_copies); 0: not used
+    consistency_copies: tuple[str, ...] = ("contrast",)   # kinds of copy (features.COPY_KINDS); each
+                                       # sample's partner is one of them, drawn at random
     seed: int = 20261123
     threads: int = 2
 
@@ -94,12 +96,13 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
     X = torch.from_numpy(feats["cnn"].astype(np.float32))
     X_deg = torch.from_numpy(feats["cnn_deg"].astype(np.float32)) if cfg.degraded_prob > 0 else None
     y = torch.from_numpy(feats["age"].astype(np.float32))
-    X_gam = None
+    X_copies = []
     if cfg.contrast_consistency > 0:
-        from .features import contrast_copies, contrast_copies_path
-        gam = contrast_copies(data_dir, feats, contrast_copies_path(cache_path or out / "features.npz"), log=log)
-        X_gam = torch.from_numpy(gam["cnn_gam"].astype(np.float32))
-        log(f"contrast consistency {cfg.contrast_consistency} with each subject's contrast copy")
+        from .features import COPY_SUFFIX, acquisition_copies
+        for kind in cfg.consistency_copies:
+            c = acquisition_copies(data_dir, feats, cache_path or out / "features.npz", kind, log=log)
+            X_copies.append(torch.from_numpy(c["cnn" + COPY_SUFFIX[kind]].astype(np.float32)))
+        log(f"consistency {cfg.contrast_consistency} with each subject's {' or '.join(cfg.consistency_copies)} copy")
     net = AgeCNN(widths=cfg.widths).to(memory_format=torch.channels_last_3d)
     if cfg.init_weights:
         from safetensors.torch import load_file
@@ -143,12 +146,17 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
                 use = torch.rand(len(idx), generator=gen) < cfg.degraded_prob
                 xb = torch.where(use.view(-1, 1, 1, 1, 1), X_deg[idx], xb)
             target = soft_labels(y[idx], cfg.sigma)
-            if X_gam is None:
+            if not X_copies:
                 xb = _augment_cnn(xb, gen, cfg.max_shift).contiguous(memory_format=torch.channels_last_3d)
                 logits = net(xb)
                 loss = F.kl_div(logits.log_softmax(-1), target, reduction="batchmean")
-            else:       # the scan and its contrast copy: both the right age, and the same age
-                xb, xg = _augment_cnn(xb, gen, cfg.max_shift, partner=X_gam[idx])
+            else:       # the scan and an acquisition copy: both the right age, and the same age
+                if len(X_copies) == 1:
+                    partner = X_copies[0][idx]
+                else:
+                    kind = torch.randint(len(X_copies), (len(idx),), generator=gen)
+                    partner = torch.stack([X_copies[int(k)][i] for k, i in zip(kind, idx)])
+                xb, xg = _augment_cnn(xb, gen, cfg.max_shift, partner=partner)
                 both = net(torch.cat([xb, xg]).contiguous(memory_format=torch.channels_last_3d))
                 logits, logits_g = both[:len(idx)], both[len(idx):]
                 loss = 0.5 * (F.kl_div(logits.log_softmax(-1), target, reduction="batchmean")

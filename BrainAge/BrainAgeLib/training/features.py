@@ -153,11 +153,57 @@ def split_validation(ids: list[str], n_val: int, seed: int) -> tuple[list[str], 
 
 CONTRAST_GAMMA = (0.6, 1.6)   # range of the contrast copies' gamma (log-uniform draw)
 CONTRAST_VERSION = 1
+MOTION_VERSION = 1
+COPY_KINDS = ("contrast", "motion")           # the acquisition copies the age models are made invariant to
+COPY_SUFFIX = {"contrast": "_gam", "motion": "_mot"}   # their feature keys end so
+
+
+def copies_path(cache_path, kind: str = "contrast") -> Path:
+    """Where the ``kind`` copies (:data:`COPY_KINDS`) of the feature cache ``cache_path`` live:
+    beside it, as ``<kind>_copies.npz``."""
+    if kind not in COPY_KINDS:
+        raise ValueError(f"unknown kind of copies {kind!r}: one of {', '.join(COPY_KINDS)}")
+    return Path(cache_path).with_name(f"{kind}_copies.npz")
 
 
 def contrast_copies_path(cache_path) -> Path:
     """Where the contrast copies of the feature cache ``cache_path`` live: beside it."""
-    return Path(cache_path).with_name("contrast_copies.npz")
+    return copies_path(cache_path, "contrast")
+
+
+def _build_copies(data_dir, feats: dict, cache_path, version: int, suffix: str, change, label: str,
+                  log=print, **extra) -> dict:
+    """Every subject of the feature cache ``feats`` once more, its model-space T1 changed by
+    ``change(array, row)`` and segmented again (keys ``*<suffix>``, ``subject_id`` in the cache's
+    order, ``extra`` arrays). Cached in ``cache_path`` (.npz); a cache of another ``version`` or
+    other subjects is rebuilt."""
+    from ..models import load_resunet
+    cache_path = Path(cache_path)
+    ids = [str(s) for s in feats["subject_id"]]
+    if cache_path.exists():
+        cached = dict(np.load(cache_path))
+        if (int(cached.get("version", 0)) == version
+                and [str(s) for s in cached["subject_id"]] == ids):
+            return cached
+        log(f"{cache_path} does not match the feature cache: rebuilding it")
+    net = load_resunet()
+    ixi_images = None
+    if (np.asarray(feats["site"]) == "ixi").any():
+        ixi = ixi_model_space(Path(data_dir).parent, cache_path.with_name("ixi_model_space.npz"), log=log)
+        ixi_images = dict(zip((str(s) for s in ixi["subject_id"]), ixi["image"]))
+    out: dict[str, list] = {}
+    t0 = time.time()
+    for n, sid in enumerate(ids):
+        arr, registered = subject_array(data_dir, sid, ixi_images if str(feats["site"][n]) == "ixi" else None)
+        for k, v in scan_features(net, change(arr, n), registered).items():
+            out.setdefault(f"{k}{suffix}", []).append(v)
+        if (n + 1) % 50 == 0:
+            log(f"{label} copies: {n + 1}/{len(ids)} ({time.time() - t0:.0f} s)")
+    arrays = {k: np.asarray(v) for k, v in out.items()}
+    arrays.update(subject_id=np.asarray(ids), version=np.asarray(version), **extra)
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache_path, **arrays)
+    return arrays
 
 
 def contrast_copies(data_dir, feats: dict, cache_path, seed: int = 20261127, log=print) -> dict:
@@ -171,34 +217,33 @@ def contrast_copies(data_dir, feats: dict, cache_path, seed: int = 20261127, log
     The gamma acts on the intensities as acquired (renormalised afterwards, as the pipeline
     would), before the registered scans' harmonisation. Cached in ``cache_path`` (.npz).
     """
-    from ..models import load_resunet
-    cache_path = Path(cache_path)
-    ids = [str(s) for s in feats["subject_id"]]
-    if cache_path.exists():
-        cached = dict(np.load(cache_path))
-        if (int(cached.get("version", 0)) == CONTRAST_VERSION
-                and [str(s) for s in cached["subject_id"]] == ids):
-            return cached
-        log(f"{cache_path} does not match the feature cache: rebuilding it")
-    net = load_resunet()
     rng = np.random.default_rng(seed)
     lo, hi = np.log(CONTRAST_GAMMA)
-    gammas = np.exp(rng.uniform(lo, hi, len(ids)))
-    ixi_images = None
-    if (np.asarray(feats["site"]) == "ixi").any():
-        ixi = ixi_model_space(Path(data_dir).parent, cache_path.with_name("ixi_model_space.npz"), log=log)
-        ixi_images = dict(zip((str(s) for s in ixi["subject_id"]), ixi["image"]))
-    out: dict[str, list] = {}
-    t0 = time.time()
-    for n, sid in enumerate(ids):
-        arr, registered = subject_array(data_dir, sid, ixi_images if str(feats["site"][n]) == "ixi" else None)
-        arr = normalize_intensity(arr ** gammas[n])
-        for k, v in scan_features(net, arr, registered).items():
-            out.setdefault(f"{k}_gam", []).append(v)
-        if (n + 1) % 50 == 0:
-            log(f"contrast copies: {n + 1}/{len(ids)} ({time.time() - t0:.0f} s)")
-    arrays = {k: np.asarray(v) for k, v in out.items()}
-    arrays.update(subject_id=np.asarray(ids), gamma=gammas, version=np.asarray(CONTRAST_VERSION))
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache_path, **arrays)
-    return arrays
+    gammas = np.exp(rng.uniform(lo, hi, len(feats["subject_id"])))
+    return _build_copies(data_dir, feats, cache_path, CONTRAST_VERSION, "_gam",
+                         lambda arr, n: normalize_intensity(arr ** gammas[n]), "contrast", log, gamma=gammas)
+
+
+def motion_copies(data_dir, feats: dict, cache_path, seed: int = 0, log=print) -> dict:
+    """Every subject of the feature cache ``feats`` once more, with head motion and nothing else
+    (keys ``*_mot``): TorchIO ``RandomMotion`` (2 movements of up to 5 degrees and 5 mm, as
+    ``brainage evaluate-robustness`` simulates), seeded by ``seed`` + the subject's row. It acts
+    on the model-space intensities before normalisation and, for registered scans, before
+    harmonisation; the brain mask is kept (background 0). Cached in ``cache_path`` (.npz)."""
+    import torchio as tio
+    motion = tio.RandomMotion(degrees=5, translation=5, num_transforms=2)
+
+    def move(arr, n):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed + n)
+            moved = motion(tio.ScalarImage(tensor=torch.from_numpy(arr)[None])).data[0].numpy()
+        return normalize_intensity(np.clip(moved, 0, None) * (arr > 0))
+    return _build_copies(data_dir, feats, cache_path, MOTION_VERSION, "_mot", move, "motion", log)
+
+
+def acquisition_copies(data_dir, feats: dict, cache_path, kind: str, log=print) -> dict:
+    """The ``kind`` copies (:data:`COPY_KINDS`) of the feature cache whose file is ``cache_path``:
+    :func:`contrast_copies` or :func:`motion_copies`, read from beside it or built."""
+    build = {"contrast": contrast_copies, "motion": motion_copies}[kind] if kind in COPY_KINDS else None
+    path = copies_path(cache_path, kind)
+    return build(data_dir, feats, path, log=log)
