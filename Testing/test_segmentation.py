@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,3 +213,32 @@ def test_cnn_augmentation_gives_a_scan_and_its_contrast_copy_the_same_draw():
     assert not torch.equal(a, x)                                             # something was drawn
     alone = _augment_cnn(x, torch.Generator().manual_seed(0), 2)
     assert torch.equal(alone, a)                # the partner does not change the scan's own draw
+
+
+def test_motion_copies_of_a_real_head_are_built_once_and_move_what_the_models_read(tmp_path):
+    """training.features.motion_copies on a real IXI head in model space: the copy is segmented
+    again (its features differ from the clean scan's, within tissue-fraction range), the cache
+    beside it is reused as it is, and a cache of other subjects is rebuilt."""
+    from BrainAgeLib.io import read_image
+    from BrainAgeLib.preprocessing import preprocess
+    from BrainAgeLib.training.features import copies_path, motion_copies, scan_features
+    sid = "IXI014-HH-1236"
+    prep = preprocess(read_image(Path(__file__).parent / "data" / f"{sid}_T1.nii.gz"))
+    image = sitk.GetArrayFromImage(prep.image).astype(np.float16)
+    np.savez(tmp_path / "ixi_model_space.npz", subject_id=np.array([sid]), image=image[None])
+    feats = {"subject_id": np.array([sid]), "site": np.array(["ixi"])}
+    path = copies_path(tmp_path / "features.npz", "motion")
+    copy = motion_copies(tmp_path / "camcan", feats, path, log=lambda m: None)
+    clean = scan_features(models.load_resunet(), image.astype(np.float32), True)
+    assert set(copy) >= {"global_mot", "regional_c4_mot", "regional_c6_mot", "cnn_mot"}
+    g, g0 = copy["global_mot"][0], clean["global"]
+    assert g.shape == g0.shape and np.all((g >= 0) & (g <= 1))
+    assert 0 < np.abs(g - g0).max() < 0.1          # motion moves the tissue fractions, a little
+    stamp = path.stat().st_mtime_ns
+    again = motion_copies(tmp_path / "camcan", feats, path, log=lambda m: None)
+    assert path.stat().st_mtime_ns == stamp and np.array_equal(again["global_mot"], copy["global_mot"])
+    messages = []
+    other = {"subject_id": np.array(["someone-else"]), "site": np.array(["ixi"])}
+    with pytest.raises(RuntimeError):               # rebuilt, and someone-else has no image to read
+        motion_copies(tmp_path / "camcan", other, path, log=messages.append)
+    assert messages and "does not match" in messages[0]

@@ -1,7 +1,8 @@
-"""How much a contrast change (a gamma) moves approaches A, B and the ensemble, measured on
-held-out scans: each Cam-CAN ``test`` and ``ixi10`` subject of the feature cache against its
-contrast copy (``training.features.contrast_copies``: the same scan with a gamma drawn from
-0.6-1.6, segmented again). Ages are the models' bias-corrected ones; years.
+"""How much a contrast change (a gamma) and head motion move approaches A, B and the ensemble,
+measured on held-out scans: each Cam-CAN ``test`` and ``ixi10`` subject of the feature cache
+against its contrast copy (``training.features.contrast_copies``: the same scan with a gamma
+drawn from 0.6-1.6, segmented again) and, when ``runs/features/motion_copies.npz`` exists, its
+motion copy (``training.features.motion_copies``). Ages are the models' bias-corrected ones; years.
 
     python scripts/contrast_invariance.py NAME AGE_MODEL_JSON CNN_SAFETENSORS [NAME ...]
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -38,6 +40,12 @@ def main(argv: list[str]) -> None:
     f.update({k: g[k] for k in ("cnn_gam", "regional_c4_gam", "regional_c6_gam", "global_gam")})
     assert list(g["subject_id"]) == list(f["subject_id"])
     gamma = g["gamma"]
+    motion = Path("runs/features/motion_copies.npz")
+    if motion.exists():
+        mc = np.load(motion)
+        assert list(mc["subject_id"]) == list(f["subject_id"])
+        f.update({k: mc[k] for k in ("cnn_mot", "regional_c4_mot", "regional_c6_mot", "global_mot")})
+    motion_rows = []
     print("| models | held-out scans | gamma | n | A | B | ensemble |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for i in range(0, len(argv), 3):
@@ -51,6 +59,16 @@ def main(argv: list[str]) -> None:
                 cells = [f"{np.mean(copy[k][sel] - clean[k][sel]):+.1f} ({np.mean(np.abs(copy[k][sel] - clean[k][sel])):.1f})"
                          for k in ("A", "B", "ensemble")]
                 print(f"| {name} | {label} | {band} | {int(sel.sum())} | " + " | ".join(cells) + " |")
+            if "cnn_mot" in f:
+                moved = ages(f, rows, model, cnn, "_mot")
+                cells = [f"{np.mean(moved[k] - clean[k]):+.1f} ({np.mean(np.abs(moved[k] - clean[k])):.1f})"
+                         for k in ("A", "B", "ensemble")]
+                motion_rows.append(f"| {name} | {label} | {len(rows)} | " + " | ".join(cells) + " |")
+    if motion_rows:
+        print("\nMotion copies (TorchIO RandomMotion in model space):\n")
+        print("| models | held-out scans | n | A | B | ensemble |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        print("\n".join(motion_rows))
 
 
 if __name__ == "__main__":

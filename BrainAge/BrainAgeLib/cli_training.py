@@ -61,7 +61,8 @@ def cmd_train_cnn(args) -> int:
     from .training import CNNConfig, train_cnn
     cfg = CNNConfig(epochs=args.epochs, seed=args.seed, threads=args.threads, lr=args.lr,
                     init_weights=args.init, sites=_sites(args.sites),
-                    contrast_consistency=args.contrast_consistency, consistency_copies=_copies(args.copies))
+                    contrast_consistency=args.contrast_consistency, consistency_copies=_copies(args.copies),
+                    consistency_ixi_weight=args.consistency_ixi_weight)
     weights = train_cnn(Path(args.data) / "camcan", args.out, cfg, cache_path=args.cache,
                         resume=args.resume, log=lambda m: print(m, flush=True))
     if args.ship:
@@ -217,6 +218,8 @@ def add_training_commands(sub) -> None:
     tc.add_argument("--contrast-consistency", type=float, default=0.0, metavar="WEIGHT",
                     help="penalise the age difference (years²) between each scan and its acquisition copy "
                          "(--copies; <kind>_copies.npz beside the cache, built when missing); 0: off")
+    tc.add_argument("--consistency-ixi-weight", type=float, default=1.0, metavar="FACTOR",
+                    help="the consistency term of IXI subjects counts FACTOR times (default 1)")
     ta = training("train-age-model", cmd_train_age_model,
                   "select and fit approach A, calibrate B and the ensemble", "runs/age")
     ta.add_argument("--cache", default="runs/features/features.npz", help="model-space feature cache")

@@ -36,6 +36,7 @@ class CNNConfig:
                                        # its acquisition copy (features.acquisition_copies); 0: not used
     consistency_copies: tuple[str, ...] = ("contrast",)   # kinds of copy (features.COPY_KINDS); each
                                        # sample's partner is one of them, drawn at random
+    consistency_ixi_weight: float = 1.0  # the consistency term of IXI subjects counts this many times
     seed: int = 20261123
     threads: int = 2
 
@@ -96,6 +97,7 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
     X = torch.from_numpy(feats["cnn"].astype(np.float32))
     X_deg = torch.from_numpy(feats["cnn_deg"].astype(np.float32)) if cfg.degraded_prob > 0 else None
     y = torch.from_numpy(feats["age"].astype(np.float32))
+    is_ixi = torch.from_numpy(np.asarray(feats["site"]) == "ixi")
     X_copies = []
     if cfg.contrast_consistency > 0:
         from .features import COPY_SUFFIX, acquisition_copies
@@ -161,7 +163,10 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
                 logits, logits_g = both[:len(idx)], both[len(idx):]
                 loss = 0.5 * (F.kl_div(logits.log_softmax(-1), target, reduction="batchmean")
                               + F.kl_div(logits_g.log_softmax(-1), target, reduction="batchmean"))
-                loss = loss + cfg.contrast_consistency * (expected_age(logits) - expected_age(logits_g)).pow(2).mean()
+                gap = (expected_age(logits) - expected_age(logits_g)).pow(2)
+                if cfg.consistency_ixi_weight != 1.0:
+                    gap = gap * torch.where(is_ixi[idx], cfg.consistency_ixi_weight, 1.0)
+                loss = loss + cfg.contrast_consistency * gap.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
