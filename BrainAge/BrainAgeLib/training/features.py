@@ -244,6 +244,6 @@ def motion_copies(data_dir, feats: dict, cache_path, seed: int = 0, log=print) -
 def acquisition_copies(data_dir, feats: dict, cache_path, kind: str, log=print) -> dict:
     """The ``kind`` copies (:data:`COPY_KINDS`) of the feature cache whose file is ``cache_path``:
     :func:`contrast_copies` or :func:`motion_copies`, read from beside it or built."""
-    build = {"contrast": contrast_copies, "motion": motion_copies}[kind] if kind in COPY_KINDS else None
-    path = copies_path(cache_path, kind)
+    path = copies_path(cache_path, kind)          # refuses unknown kinds
+    build = {"contrast": contrast_copies, "motion": motion_copies}[kind]
     return build(data_dir, feats, path, log=log)
