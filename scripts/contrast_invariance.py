@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from BrainAgeLib.regression import AgeBiasCorrection, VolumeAgeRegressor
 from BrainAgeLib.training.age_model import cnn_predictions, feature_matrix
+from BrainAgeLib.training.features import COPY_SUFFIX, copies_path
 
 
 SETS = (("Cam-CAN test", "test"), ("ixi10", "ixi10"))
+CACHE = "runs/features/features.npz"
 
 
 def ages(f: dict, rows, model: dict, cnn, suffix: str = "") -> dict:
@@ -34,17 +35,16 @@ def ages(f: dict, rows, model: dict, cnn, suffix: str = "") -> dict:
 
 
 def main(argv: list[str]) -> None:
-    z = np.load("runs/features/features.npz")
-    g = np.load("runs/features/contrast_copies.npz")
+    z = np.load(CACHE)
     f = {k: z[k] for k in ("site", "split", "age", "subject_id", "cnn", "regional_c4", "regional_c6", "global")}
-    f.update({k: g[k] for k in ("cnn_gam", "regional_c4_gam", "regional_c6_gam", "global_gam")})
-    assert list(g["subject_id"]) == list(f["subject_id"])
-    gamma = g["gamma"]
-    motion = Path("runs/features/motion_copies.npz")
-    if motion.exists():
-        mc = np.load(motion)
-        assert list(mc["subject_id"]) == list(f["subject_id"])
-        f.update({k: mc[k] for k in ("cnn_mot", "regional_c4_mot", "regional_c6_mot", "global_mot")})
+    for kind, sfx in COPY_SUFFIX.items():       # each kind of copy beside the cache (motion: when built)
+        path = copies_path(CACHE, kind)
+        if kind == "contrast" or path.exists():
+            c = np.load(path)
+            assert list(c["subject_id"]) == list(f["subject_id"])
+            f.update({k + sfx: c[k + sfx] for k in ("cnn", "regional_c4", "regional_c6", "global")})
+            if kind == "contrast":
+                gamma = c["gamma"]
     motion_rows = []
     print("| models | held-out scans | gamma | n | A | B | ensemble |")
     print("| --- | --- | --- | --- | --- | --- | --- |")

@@ -73,11 +73,17 @@ def gamma(image: sitk.Image, value: float) -> sitk.Image:
     return _torchio(image, tio.RandomGamma(log_gamma=(g, g)), 0)
 
 
-def motion(image: sitk.Image, seed: int = 0) -> sitk.Image:
-    """Head motion during the acquisition (TorchIO ``RandomMotion``: 2 movements of up to 5
-    degrees and 5 mm, mixed in k-space)."""
+def motion_transform():
+    """The head motion this project simulates (TorchIO ``RandomMotion``: 2 movements of up to 5
+    degrees and 5 mm, mixed in k-space): :func:`motion`, and the motion copies the age models
+    learn from (:func:`~BrainAgeLib.training.features.motion_copies`)."""
     import torchio as tio
-    return _torchio(image, tio.RandomMotion(degrees=5, translation=5, num_transforms=2), seed)
+    return tio.RandomMotion(degrees=5, translation=5, num_transforms=2)
+
+
+def motion(image: sitk.Image, seed: int = 0) -> sitk.Image:
+    """Head motion during the acquisition (:func:`motion_transform`)."""
+    return _torchio(image, motion_transform(), seed)
 
 
 def ghosting(image: sitk.Image, seed: int = 0) -> sitk.Image:

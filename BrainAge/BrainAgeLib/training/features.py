@@ -226,12 +226,13 @@ def contrast_copies(data_dir, feats: dict, cache_path, seed: int = 20261127, log
 
 def motion_copies(data_dir, feats: dict, cache_path, seed: int = 0, log=print) -> dict:
     """Every subject of the feature cache ``feats`` once more, with head motion and nothing else
-    (keys ``*_mot``): TorchIO ``RandomMotion`` (2 movements of up to 5 degrees and 5 mm, as
-    ``brainage evaluate-robustness`` simulates), seeded by ``seed`` + the subject's row. It acts
+    (keys ``*_mot``): the motion ``brainage evaluate-robustness`` simulates
+    (:func:`~BrainAgeLib.degrade.motion_transform`), seeded by ``seed`` + the subject's row. It acts
     on the model-space intensities before normalisation and, for registered scans, before
     harmonisation; the brain mask is kept (background 0). Cached in ``cache_path`` (.npz)."""
     import torchio as tio
-    motion = tio.RandomMotion(degrees=5, translation=5, num_transforms=2)
+    from ..degrade import motion_transform
+    motion = motion_transform()
 
     def move(arr, n):
         with torch.random.fork_rng():
