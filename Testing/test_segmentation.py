@@ -215,6 +215,32 @@ def test_cnn_augmentation_gives_a_scan_and_its_contrast_copy_the_same_draw():
     assert torch.equal(alone, a)                # the partner does not change the scan's own draw
 
 
+@pytest.mark.parametrize("rule, v_final, v_ema, expected", [
+    ("best", 6.4, 12.8, "final"), ("best", 5.4, 5.2, "ema"), ("best", 5.0, 5.0, "ema"),
+    ("ema", 6.4, 12.8, "ema"), ("final", 5.4, 5.2, "final")])
+def test_cnn_run_exports_the_weights_that_read_validation_better(tmp_path, rule, v_final, v_ema, expected):
+    import json
+    from safetensors.torch import load_file
+    from BrainAgeLib.cnn import AgeCNN
+    from BrainAgeLib.training.cnn import CNNConfig, _export
+    torch.manual_seed(0)
+    final, ema = AgeCNN(widths=(2, 2)), AgeCNN(widths=(2, 2))
+    cfg = CNNConfig(widths=(2, 2), export=rule)
+    path = _export(tmp_path, final, ema, lambda m: v_final if m is final else v_ema, cfg, 12, log=lambda m: None)
+    written = load_file(str(path))
+    want = (final if expected == "final" else ema).state_dict()
+    assert set(written) == set(want)
+    assert all(torch.equal(written[k], want[k]) for k in want)
+    record = json.loads((tmp_path / "cnn_export.json").read_text())
+    assert record == {"weights": expected, "rule": rule, "epoch": 12, "val_mae_final": v_final, "val_mae_ema": v_ema}
+
+
+def test_cnn_export_rule_must_be_known():
+    from BrainAgeLib.training.cnn import choose_weights
+    with pytest.raises(ValueError, match="export"):
+        choose_weights(5.0, 6.0, "swa")
+
+
 def test_motion_copies_of_a_real_head_are_built_once_and_move_what_the_models_read(tmp_path):
     """training.features.motion_copies on a real IXI head in model space: the copy is segmented
     again (its features differ from the clean scan's, within tissue-fraction range), the cache

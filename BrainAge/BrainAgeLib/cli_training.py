@@ -35,7 +35,8 @@ def cmd_train_segmentation(args) -> int:
         _ship({"resunet.safetensors": weights},
               {"training": "camcan seg_train + reg_train", "config": json.loads(
                   (out / "segmentation_config.json").read_text()), "last_epoch_metrics": metrics[-1],
-               "metrics_columns": metrics[0]})
+               "metrics_columns": metrics[0],
+               "exported": json.loads((Path(args.out) / "cnn_export.json").read_text())})
     return 0
 
 
@@ -62,7 +63,7 @@ def cmd_train_cnn(args) -> int:
     cfg = CNNConfig(epochs=args.epochs, seed=args.seed, threads=args.threads, lr=args.lr,
                     init_weights=args.init, sites=_sites(args.sites),
                     contrast_consistency=args.contrast_consistency, consistency_copies=_copies(args.copies),
-                    consistency_ixi_weight=args.consistency_ixi_weight)
+                    consistency_ixi_weight=args.consistency_ixi_weight, export=args.export)
     weights = train_cnn(Path(args.data) / "camcan", args.out, cfg, cache_path=args.cache,
                         resume=args.resume, log=lambda m: print(m, flush=True))
     if args.ship:
@@ -70,7 +71,8 @@ def cmd_train_cnn(args) -> int:
         _ship({"age_cnn.safetensors": weights},
               {"training": f"{cfg.sites} (Cam-CAN reg_train, ixi120) minus validation parts", "config": json.loads(
                   (Path(args.out) / "cnn_config.json").read_text()), "last_epoch_metrics": metrics[-1],
-               "metrics_columns": metrics[0]})
+               "metrics_columns": metrics[0],
+               "exported": json.loads((Path(args.out) / "cnn_export.json").read_text())})
     return 0
 
 
@@ -220,6 +222,9 @@ def add_training_commands(sub) -> None:
                          "(--copies; <kind>_copies.npz beside the cache, built when missing); 0: off")
     tc.add_argument("--consistency-ixi-weight", type=float, default=1.0, metavar="FACTOR",
                     help="the consistency term of IXI subjects counts FACTOR times (default 1)")
+    tc.add_argument("--export", choices=("best", "ema", "final"), default="best",
+                    help="weights written: the moving average (ema), the last step's (final), or whichever "
+                         "reads the validation subjects better (best, default; cnn_export.json says which)")
     ta = training("train-age-model", cmd_train_age_model,
                   "select and fit approach A, calibrate B and the ensemble", "runs/age")
     ta.add_argument("--cache", default="runs/features/features.npz", help="model-space feature cache")

@@ -28,6 +28,8 @@ class CNNConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-3
     ema_decay: float = 0.995
+    export: str = "best"            # the weights written: the moving average ("ema"), the last
+                                    # step's ("final"), or whichever reads validation better ("best")
     sigma: float = 1.0              # soft-label width (years)
     max_shift: int = 2              # random translation (4 mm voxels)
     degraded_prob: float = 0.5      # share of samples drawn from the degraded, re-segmented copy
@@ -39,6 +41,19 @@ class CNNConfig:
     consistency_ixi_weight: float = 1.0  # the consistency term of IXI subjects counts this many times
     seed: int = 20261123
     threads: int = 2
+
+
+EXPORTS = ("best", "ema", "final")
+
+
+def choose_weights(val_mae_final: float, val_mae_ema: float, rule: str = "best") -> str:
+    """Which weights a run exports, ``"final"`` or ``"ema"``: the one ``rule`` names, or for
+    ``"best"`` the lower validation MAE (years; a tie keeps the moving average)."""
+    if rule not in EXPORTS:
+        raise ValueError(f"export: expected one of {', '.join(EXPORTS)}, got {rule!r}")
+    if rule != "best":
+        return rule
+    return "final" if val_mae_final < val_mae_ema else "ema"
 
 
 def training_partition(feats: dict, sites, n_val: int, n_val_ixi: int, seed: int):
@@ -179,10 +194,29 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
                 f"{np.mean(maes):.3f},{v:.3f},{ve:.3f}")
         log(f"epoch {epoch + 1}/{cfg.epochs}: loss {np.mean(losses):.3f} train MAE {np.mean(maes):.2f} "
             f"val MAE {v:.2f} (EMA {ve:.2f}) ({time.time() - t0:.0f} s)")
+        chosen = net if choose_weights(v, ve, cfg.export) == "final" else ema.module
         end_epoch(metrics, line, ckpt,
                    {"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                     "sched": sched.state_dict(), "gen": gen.get_state(), "epoch": epoch + 1},
-                   out / "age_cnn.safetensors", ema.module.state_dict(), cfg.widths, epoch + 1)
-    return out / "age_cnn.safetensors"
+                   out / "age_cnn.safetensors", chosen.state_dict(), cfg.widths, epoch + 1)
+    return _export(out, net, ema.module, evaluate, cfg, max(start, cfg.epochs), log)
+
+
+def _export(out: Path, net, ema_net, evaluate, cfg: CNNConfig, epoch: int, log) -> Path:
+    """Write the run's weights as ``cfg.export`` chooses them, and ``cnn_export.json`` saying
+    which and why (also when a finished run is resumed, e.g. by ``--resume --ship``)."""
+    from safetensors.torch import save_file
+    v, ve = evaluate(net), evaluate(ema_net)
+    which = choose_weights(v, ve, cfg.export)
+    weights = (net if which == "final" else ema_net).state_dict()
+    path = out / "age_cnn.safetensors"
+    save_file({k: t.contiguous() for k, t in weights.items()}, str(path),
+              metadata={"widths": json.dumps(list(cfg.widths)), "epoch": str(epoch), "weights": which})
+    (out / "cnn_export.json").write_text(json.dumps(
+        {"weights": which, "rule": cfg.export, "epoch": epoch,
+         "val_mae_final": round(v, 3), "val_mae_ema": round(ve, 3)}, indent=1))
+    log(f"exported the {'final' if which == 'final' else 'moving-average'} weights "
+        f"(validation MAE: final {v:.2f}, moving average {ve:.2f} years)")
+    return path
 
 
