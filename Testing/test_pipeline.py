@@ -294,3 +294,32 @@ def test_template_grid_input_is_bias_corrected(template, monkeypatch):
     # measured 0.047 against 0.169; the rest is what N4 changes beyond the field (the clean
     # template is read without N4, as a clean scan is)
     assert with_n4 < 0.35 * without
+
+
+def test_cnn_reads_a_scan_and_its_mirror_at_the_same_age(template_result):
+    """B's age is the mean over the scan and its left-right mirror (a flip training draws):
+    mirrored inputs read the same, and the mirror changes what one pass alone reads."""
+    import torch
+    from BrainAgeLib.cnn import cnn_input, predict_age
+    from BrainAgeLib.regression import _load_cnn
+    net = _load_cnn(str(models.models_dir()))
+    x = torch.from_numpy(cnn_input(sitk.GetArrayFromImage(template_result.model_space_image), template_result.model_space_probabilities))[None]
+    x = torch.cat([x, x.flip(-1)])
+    with torch.inference_mode():
+        both = predict_age(net, x)
+        single = predict_age(net, x, mirror=False)
+    assert both[0].item() == pytest.approx(both[1].item(), abs=1e-4)
+    assert abs(single[0].item() - single[1].item()) > 1e-3          # one pass alone is not symmetric
+    assert both[0].item() == pytest.approx(single.mean().item(), abs=1e-4)
+    assert json.loads(models.verify("age_model.json").read_text())["cnn"]["mirror"] is True
+
+
+def test_approach_a_selection_by_cv_or_by_cv_and_site_transfer():
+    from BrainAgeLib.training.age_model import select_regressor
+    rows = [{"regressor": "polynomial (deg 3) on global fractions [seed]", "mae": 5.0, "site_transfer_mae": 7.0},
+            {"regressor": "ridge on regional 12 mm, sqrt, alpha 3e-1", "mae": 5.66, "site_transfer_mae": 10.27},
+            {"regressor": "ridge on regional 12 mm, sqrt, alpha 3e0", "mae": 6.39, "site_transfer_mae": 8.87}]
+    assert select_regressor(rows)["regressor"].endswith("alpha 3e-1")          # only ridges ship
+    assert select_regressor(rows, "cv+sites")["regressor"].endswith("alpha 3e0")
+    with pytest.raises(ValueError, match="selection"):
+        select_regressor(rows, "test")

@@ -26,7 +26,7 @@ def main() -> None:
     import torch
     torch.set_num_threads(args.threads)
     from BrainAgeLib import models, regression
-    from BrainAgeLib.cnn import cnn_input, expected_age
+    from BrainAgeLib.cnn import cnn_input, predict_age
     from BrainAgeLib.preprocessing import normalize_intensity
     from BrainAgeLib.segmentation import segment_array
     from BrainAgeLib.training import camcan_paths, read_camcan_subjects
@@ -48,12 +48,12 @@ def main() -> None:
         t0 = time.perf_counter()
         x = torch.from_numpy(cnn_input(img, prob))[None].contiguous(memory_format=torch.channels_last_3d)
         with torch.inference_mode():
-            expected_age(cnn(x))
+            predict_age(cnn, x, mirror=age_model["cnn"].get("mirror", False))
         t_b.append(time.perf_counter() - t0)
     print(f"{len(subjects)} Cam-CAN test subjects, {args.threads} threads, median seconds per subject")
     print(f"  segmentation (ResUNet, 2 mm)          {np.median(t_seg):.3f}")
     print(f"  approach A (features + ridge)         {np.median(t_a):.3f}")
-    print(f"  approach B (CNN input + CNN)          {np.median(t_b):.3f}")
+    print(f"  approach B (CNN input + CNN{', x2 mirror' if age_model['cnn'].get('mirror') else ''})  {np.median(t_b):.3f}")
     print(f"  ratio B / A                           {np.median(t_b) / np.median(t_a):.1f}")
 
 

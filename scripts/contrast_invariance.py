@@ -28,7 +28,7 @@ def ages(f: dict, rows, model: dict, cnn, suffix: str = "") -> dict:
     """Bias-corrected ages (A, B, ensemble) of the cache rows ``rows`` (keys ending in ``suffix``)."""
     reg = VolumeAgeRegressor.from_dict(model["volumes"]["regressor"])
     a = reg.predict(feature_matrix(f, rows, f"c{reg.cell}", suffix=suffix))
-    b = cnn_predictions({"cnn": f["cnn" + suffix]}, rows, cnn)
+    b = cnn_predictions({"cnn": f["cnn" + suffix]}, rows, cnn, mirror=model["cnn"].get("mirror", False))
     w = model["ensemble"]["weight_volumes"]
     corr = {k: AgeBiasCorrection(**model[k]["bias"]) for k in ("volumes", "cnn", "ensemble")}
     return {"A": corr["volumes"](a), "B": corr["cnn"](b), "ensemble": corr["ensemble"](w * a + (1 - w) * b)}

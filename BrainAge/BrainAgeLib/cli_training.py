@@ -82,12 +82,13 @@ def cmd_train_age_model(args) -> int:
     cnn = Path(args.cnn_dir) / "age_cnn.safetensors" if args.cnn_dir else None
     path = fit_age_model(Path(args.data) / "camcan", args.out, Path(args.cache), cnn_weights=cnn,
                          seed=args.seed, degraded_augment=args.degraded_augment, sites=_sites(args.sites),
-                         invariance=args.invariance, copies=_copies(args.copies),
+                         invariance=args.invariance, copies=_copies(args.copies), selection=args.select,
                          log=lambda m: print(m, flush=True))
     if args.ship:
         m = json.loads(path.read_text())
         info = {"training": m["training"]["data"] + " (features from predicted segmentations)",
                 "selected": m["volumes"]["selected"], "cv": m["volumes"]["cv"],
+                "selection": m["volumes"].get("selection", "cv"),
                 "degraded_augment": m["training"]["degraded_augment"],
                 "invariance": m["training"].get("invariance", 0.0),
                 "invariance_copies": m["training"].get("invariance_copies", [])}
@@ -232,6 +233,9 @@ def add_training_commands(sub) -> None:
     ta.add_argument("--invariance", type=float, default=0.0, metavar="WEIGHT",
                     help="penalise approach A's age difference between each subject and its degraded and "
                          "acquisition copies (--copies; <kind>_copies.npz beside the cache, built when missing); 0: off")
+    ta.add_argument("--select", choices=("cv", "cv+sites"), default="cv",
+                    help="approach A's ridge: lowest pooled CV MAE (default), or lowest mean of the CV MAE and "
+                         "the site-transfer MAE (each training site predicted by a fit on the other alone)")
     ta.add_argument("--degraded-augment", action=argparse.BooleanOptionalAction, default=True,
                     help="approach A also learns from each subject's degraded copy (default: yes)")
     for t in (tc, ta):

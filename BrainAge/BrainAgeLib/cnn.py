@@ -54,6 +54,16 @@ def expected_age(logits: torch.Tensor) -> torch.Tensor:
     return (logits.softmax(-1) * bin_centers().to(logits.device)).sum(-1)
 
 
+def predict_age(net: nn.Module, x: torch.Tensor, mirror: bool = True) -> torch.Tensor:
+    """Approach B's ages (years) of a batch (B, 4, z, y, x): the expectation of the age bins,
+    averaged over each scan and its left-right mirror when ``mirror`` (a flip that training
+    draws, so both are inputs the network knows; the average is steadier than either)."""
+    age = expected_age(net(x))
+    if mirror:
+        age = 0.5 * (age + expected_age(net(x.flip(-1))))
+    return age
+
+
 def soft_labels(age: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     """Gaussian soft labels over the age bins (SFCN)."""
     c = bin_centers().to(age.device)

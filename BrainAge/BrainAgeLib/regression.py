@@ -307,13 +307,13 @@ def predict_ages(prob: np.ndarray, image: np.ndarray, volumes_ml: dict | None = 
     out["cnn"] = out["cnn_raw"] = None
     if "cnn" in m:
         import torch
-        from .cnn import cnn_input, expected_age
+        from .cnn import cnn_input, predict_age
         net = _load_cnn(folder).to(device)
         x = torch.from_numpy(cnn_input(image, prob))[None].to(device)
         if device == "cpu":
             x = x.contiguous(memory_format=torch.channels_last_3d)
         with torch.inference_mode():
-            raw_b = float(expected_age(net(x))[0])
+            raw_b = float(predict_age(net, x, mirror=m["cnn"].get("mirror", False))[0])
         out["cnn_raw"] = raw_b
         out["cnn"] = float(AgeBiasCorrection(**m["cnn"]["bias"])(raw_b))
     ref = _load_feature_reference(folder)

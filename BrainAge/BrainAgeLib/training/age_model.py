@@ -12,6 +12,10 @@ from .cnn import CNNConfig, training_partition
 from .features import REGIONAL_CELLS, model_space_features
 
 
+RIDGE_ALPHAS = ("1e-2", "3e-2", "1e-1", "3e-1", "1e0", "3e0", "1e1")   # the regional ridges' penalties
+SELECTIONS = ("cv", "cv+sites")     # approach A's selection rules (fit_age_model)
+
+
 def candidate_regressors(seed: int, invariance: float = 0.0) -> dict:
     """The regressors compared by cross-validation for approach A:
     name -> (estimator, features), features "global" or "c<cell>" (regional + global).
@@ -36,10 +40,24 @@ def candidate_regressors(seed: int, invariance: float = 0.0) -> dict:
             (VolumeAgeRegressor(alpha=1e-2, power=1.0, cell=4), "c4"),
     }
     for cell in REGIONAL_CELLS:
-        for alpha in ("1e-2", "3e-2", "1e-1", "3e-1"):
+        for alpha in RIDGE_ALPHAS:
             out[f"ridge on regional {2 * cell} mm, sqrt, alpha {alpha}"] = (
                 VolumeAgeRegressor(alpha=float(alpha), cell=cell, invariance=invariance), f"c{cell}")
     return out
+
+
+def select_regressor(rows: list[dict], rule: str = "cv") -> dict:
+    """The row of ``rows`` (``regressor_comparison.csv``) that approach A ships: among the
+    regional ridges (the JSON-exportable family), the lowest CV ``mae`` (``"cv"``), or the lowest
+    mean of ``mae`` and ``site_transfer_mae`` (``"cv+sites"``). Years."""
+    if rule not in SELECTIONS:
+        raise ValueError(f"selection: expected one of {', '.join(SELECTIONS)}, got {rule!r}")
+    ridges = [r for r in rows if r["regressor"].startswith("ridge on regional")]
+    if not ridges:
+        raise ValueError("no regional ridge among the candidates")
+    if rule == "cv":
+        return min(ridges, key=lambda r: r["mae"])
+    return min(ridges, key=lambda r: 0.5 * (r["mae"] + r["site_transfer_mae"]))
 
 
 def age_metrics(pred, age) -> dict:
@@ -76,11 +94,12 @@ def coarse_cells(f: dict, idx, shape=MODEL_SHAPE) -> np.ndarray:
     return c6.sum(axis=(3, 5, 7)).reshape(len(idx), -1)
 
 
-def cnn_predictions(f: dict, idx, cnn_weights, degraded: bool = False) -> np.ndarray:
-    """Raw (uncorrected) ages of approach B for the cache rows ``idx``."""
+def cnn_predictions(f: dict, idx, cnn_weights, degraded: bool = False, mirror: bool = True) -> np.ndarray:
+    """Raw (uncorrected) ages of approach B for the cache rows ``idx``, each the mean over the
+    scan and its left-right mirror unless ``mirror`` is False (:func:`~BrainAgeLib.cnn.predict_age`)."""
     import torch
     from safetensors.torch import load_file
-    from ..cnn import AgeCNN, expected_age
+    from ..cnn import AgeCNN, predict_age
     cfg = json.loads((Path(cnn_weights).parent / "cnn_config.json").read_text())
     net = AgeCNN(widths=tuple(cfg["widths"]))
     net.load_state_dict(load_file(str(cnn_weights)))
@@ -89,7 +108,7 @@ def cnn_predictions(f: dict, idx, cnn_weights, degraded: bool = False) -> np.nda
     out = []
     with torch.no_grad():
         for i in range(0, len(idx), 32):
-            out.append(expected_age(net(torch.from_numpy(f[key][idx[i:i + 32]].astype(np.float32)))))
+            out.append(predict_age(net, torch.from_numpy(f[key][idx[i:i + 32]].astype(np.float32)), mirror))
     return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
 
 
@@ -116,7 +135,7 @@ def copy_matrices(copies: dict, idx, feats: str) -> list[np.ndarray]:
 
 def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 20261123,
                   degraded_augment: bool = True, sites=("camcan", "ixi"), invariance: float = 0.0,
-                  copies=("contrast",), log=print) -> Path:
+                  copies=("contrast",), selection: str = "cv", log=print) -> Path:
     """Select and fit approach A on the training subjects of ``sites`` (Cam-CAN ``reg_train``,
     ``ixi120``; 5-fold shuffled CV), calibrate it, and, when CNN weights are given, calibrate B
     and the ensemble on the CNN's validation subjects (:func:`~.cnn.training_partition`).
@@ -124,6 +143,11 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
     ``invariance`` > 0: A's ridges are also penalised for the age difference between each subject
     and its degraded copy and its acquisition ``copies`` (kinds of :func:`~.features.acquisition_copies`,
     built when missing).
+    ``selection``: the ridge with the lowest ``"cv"`` MAE, or (``"cv+sites"``, with two sites)
+    the lowest mean of the CV MAE and the site-transfer MAE: each site's training subjects
+    predicted by the regressor fitted on the other site's alone (training subjects only; never
+    ``test`` or ``ixi10``). Pooled CV rewards what tells people apart within the sites it mixes;
+    the transfer rewards what holds on a scanner the fit never saw.
 
     Writes ``age_model.json``, ``regressor_comparison.csv`` and ``normative_table.csv`` (every
     training subject's out-of-sample age and tissue fractions, and the Cam-CAN ``test`` subjects')
@@ -156,6 +180,10 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
         return fit_regressor(est, X[rows], y[rows], X_deg[rows] if degraded_augment else None,
                              [c[rows] for c in X_cp])
 
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection: expected one of {', '.join(SELECTIONS)}, got {selection!r}")
+    site_of = f["site"][pool]
+    two_sites = len(set(site_of)) == 2
     rows, oof = [], {}
     for name, (est, feats) in candidate_regressors(seed, invariance).items():
         t0 = time.time()
@@ -169,24 +197,34 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
             for pc, c in zip(p_cp, X_cp):
                 pc[val_idx] = m_.predict(c[val_idx])
         oof[name] = p
+        transfer = {}
+        if two_sites:       # each site predicted by the fit on the other site alone (raw ages)
+            for src in sorted(set(site_of)):
+                fit_rows, val_rows = np.flatnonzero(site_of == src), np.flatnonzero(site_of != src)
+                pt = fit(est, X, X_deg, X_cp, fit_rows).predict(X[val_rows])
+                transfer[f"transfer_from_{src}_mae"] = round(float(np.abs(pt - y[val_rows]).mean()), 3)
+            transfer["site_transfer_mae"] = round(float(np.mean(list(transfer.values()))), 3)
         m = age_metrics(p, y)
         change = {f"{k}_abs_change": round(float(np.mean(np.abs(pc - p))), 2) for k, pc in zip(g, p_cp)}
         rows.append({"regressor": name, "features": feats, **{k: round(v, 3) for k, v in m.items()},
                      "degraded_shift": round(float(np.mean(p_deg - p)), 2),
                      "degraded_abs_change": round(float(np.mean(np.abs(p_deg - p))), 2),
-                     **change, "seconds": round(time.time() - t0, 1)})
+                     **change, **transfer, "seconds": round(time.time() - t0, 1)})
         log(f"  {name}: CV MAE {m['mae']:.2f} R2 {m['r2']:.3f}, degraded copy {np.mean(p_deg - p):+.2f} y "
             f"(|change| {np.mean(np.abs(p_deg - p)):.2f}"
             + "".join(f"; {k.replace('_abs_change', '')} copy |change| {v:.2f}" for k, v in change.items())
+            + (f"; site transfer MAE {transfer['site_transfer_mae']:.2f}" if transfer else "")
             + f"; {time.time() - t0:.0f} s)")
     with open(out / "regressor_comparison.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    ridge_rows = [r for r in rows if r["regressor"].startswith("ridge on regional")]
-    best = min(ridge_rows, key=lambda r: r["mae"])   # the JSON-exportable family
+    rule = selection if two_sites else "cv"
+    best = select_regressor(rows, rule)
     est, feats = candidate_regressors(seed, invariance)[best["regressor"]]
-    log(f"approach A: {best['regressor']} (CV MAE {best['mae']})")
+    log(f"approach A: {best['regressor']} (CV MAE {best['mae']}"
+        + (f", site transfer MAE {best['site_transfer_mae']}" if "site_transfer_mae" in best else "")
+        + f"; selected by {rule})")
     final = fit(est, *design(feats), np.arange(len(pool)))
     p_oof = oof[best["regressor"]]
     bias_a = AgeBiasCorrection().fit(p_oof, y)
@@ -198,7 +236,8 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
                           "degraded_augment": degraded_augment, "invariance": invariance,
                           "invariance_copies": list(g)},
              "volumes": {"regressor": final.to_dict(), "selected": best["regressor"],
-                         "cv": {k: best[k] for k in ("mae", "rmse", "r2", "r")},
+                         "cv": {k: best[k] for k in ("mae", "rmse", "r2", "r")}, "selection": rule,
+                         **({"site_transfer_mae": best["site_transfer_mae"]} if "site_transfer_mae" in best else {}),
                          "bias": bias_a.to_dict(),
                          "interval_halfwidth": conformal_halfwidth(bias_a(p_oof) - y)}}
     pos = {int(j): k for k, j in enumerate(pool)}
@@ -214,7 +253,7 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
         wgt = best_ensemble_weight(pa, pb, yv)
         pe = wgt * pa + (1 - wgt) * pb
         bias_e = AgeBiasCorrection().fit(pe, yv)
-        model["cnn"] = {"bias": bias_b.to_dict(), "validation_n": len(va),
+        model["cnn"] = {"bias": bias_b.to_dict(), "mirror": True, "validation_n": len(va),
                         "validation": age_metrics(pb, yv),
                         "interval_halfwidth": conformal_halfwidth(bias_b(pb) - yv)}
         model["ensemble"] = {"weight_volumes": wgt, "bias": bias_e.to_dict(), "validation_n": len(va),
