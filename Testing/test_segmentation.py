@@ -268,3 +268,22 @@ def test_motion_copies_of_a_real_head_are_built_once_and_move_what_the_models_re
     with pytest.raises(RuntimeError):               # rebuilt, and someone-else has no image to read
         motion_copies(tmp_path / "camcan", other, path, log=messages.append)
     assert messages and "does not match" in messages[0]
+
+
+def test_gradient_reversal_is_identity_forward_and_negates_the_gradient():
+    from BrainAgeLib.training.cnn import _GradientReversal
+    x = torch.randn(4, 64, requires_grad=True)
+    y = _GradientReversal.apply(x, 0.5)
+    assert torch.equal(y, x)
+    (y * torch.arange(64.0)).sum().backward()
+    assert torch.allclose(x.grad, -0.5 * torch.arange(64.0).expand(4, 64))
+
+
+def test_cnn_embedding_is_what_the_age_bins_are_read_from():
+    from BrainAgeLib.cnn import AgeCNN
+    torch.manual_seed(0)
+    net = AgeCNN(widths=(2, 4)).eval()
+    x = torch.rand(2, 4, 8, 8, 8)
+    emb = net.embed(x)
+    assert emb.shape == (2, 64)
+    assert torch.allclose(net(x), net.out(emb))

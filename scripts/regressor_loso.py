@@ -1,6 +1,6 @@
 """Experiment: does approach A's model selection by pooled CV pick what transfers to another site?
 
-Each candidate regressor of ``brainage train-age-model`` (plus stronger ridge penalties) is
+Each candidate regressor of ``brainage train-age-model`` is
 fitted by the shipped recipe (degraded copies, invariance 0.3 on contrast and motion pairs)
 on one site and tested on the other (leave-one-site-out, as ``brainage evaluate-sites``):
 Cam-CAN (``reg_train``) -> IXI (``ixi120`` + ``ixi10``) and IXI (``ixi120``) -> Cam-CAN ``test``.
@@ -23,7 +23,6 @@ def main() -> None:
     ap.add_argument("--copies", default="contrast,motion")
     ap.add_argument("--only", default="", help="substring of the regressor names to run")
     args = ap.parse_args()
-    from BrainAgeLib.regression import VolumeAgeRegressor
     from BrainAgeLib.site_evaluation import _fit_a, _summary
     from BrainAgeLib.training import age_model
     from BrainAgeLib.training.cnn import training_partition
@@ -32,14 +31,6 @@ def main() -> None:
     kinds = [k for k in args.copies.split(",") if k]
     copies = {k: acquisition_copies(None, f, CACHE, k) for k in kinds}
     cands = age_model.candidate_regressors(20261123, args.invariance)
-    for cell in (4, 6):
-        for alpha in ("1e0", "3e0"):
-            cands[f"ridge on regional {2 * cell} mm, sqrt, alpha {alpha}"] = (
-                VolumeAgeRegressor(alpha=float(alpha), cell=cell, invariance=args.invariance), f"c{cell}")
-    original = age_model.candidate_regressors
-    age_model_cands = cands
-    import BrainAgeLib.site_evaluation as se
-    se.candidate_regressors = lambda seed, inv=0.0: age_model_cands
     print(f"invariance {args.invariance}, copies {kinds}")
     print("regressor | Cam-CAN -> IXI: MAE, gap, r(gap,age) | IXI -> Cam-CAN: MAE, gap, r(gap,age)")
     for name in cands:
@@ -54,7 +45,6 @@ def main() -> None:
             s = _summary(bias(model.predict(age_model.feature_matrix(f, rows, feats))), f["age"][rows].astype(float))
             line += f" | {s['mae']:.2f}, {s['mean_gap']:+.2f}, {s['r_gap_age']:+.2f}"
         print(line, flush=True)
-    se.candidate_regressors = original
 
 
 if __name__ == "__main__":

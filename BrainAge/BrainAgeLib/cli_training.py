@@ -63,7 +63,8 @@ def cmd_train_cnn(args) -> int:
     cfg = CNNConfig(epochs=args.epochs, seed=args.seed, threads=args.threads, lr=args.lr,
                     init_weights=args.init, sites=_sites(args.sites),
                     contrast_consistency=args.contrast_consistency, consistency_copies=_copies(args.copies),
-                    consistency_ixi_weight=args.consistency_ixi_weight, export=args.export)
+                    consistency_ixi_weight=args.consistency_ixi_weight, export=args.export,
+                    site_adversarial=args.site_adversarial)
     weights = train_cnn(Path(args.data) / "camcan", args.out, cfg, cache_path=args.cache,
                         resume=args.resume, log=lambda m: print(m, flush=True))
     if args.ship:
@@ -223,6 +224,9 @@ def add_training_commands(sub) -> None:
                          "(--copies; <kind>_copies.npz beside the cache, built when missing); 0: off")
     tc.add_argument("--consistency-ixi-weight", type=float, default=1.0, metavar="FACTOR",
                     help="the consistency term of IXI subjects counts FACTOR times (default 1)")
+    tc.add_argument("--site-adversarial", type=float, default=0.0, metavar="WEIGHT",
+                    help="train a site classifier on the CNN's pooled features through gradient reversal, so "
+                         "that they stop telling Cam-CAN from IXI (needs both sites); 0: off (default)")
     tc.add_argument("--export", choices=("best", "ema", "final"), default="best",
                     help="weights written: the moving average (ema), the last step's (final), or whichever "
                          "reads the validation subjects better (best, default; cnn_export.json says which)")

@@ -39,10 +39,12 @@ class AgeCNN(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(64, N_BINS)
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled 64-feature representation the age bins are read from (B, 64)."""
+        return F.adaptive_avg_pool3d(self.head(self.features(x)), 1).flatten(1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(self.features(x))
-        x = F.adaptive_avg_pool3d(x, 1).flatten(1)
-        return self.out(self.dropout(x))
+        return self.out(self.dropout(self.embed(x)))
 
 
 def bin_centers() -> torch.Tensor:

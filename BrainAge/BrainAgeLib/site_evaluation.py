@@ -48,7 +48,7 @@ def _summary(pred, age) -> dict:
             "r": round(m["r"], 3), "r_gap_age": round(m["r_gap_age"], 3)}
 
 
-WEIGHT_SWEEP = (0.0, 0.1, 0.2, 0.3, 0.35, 0.4, 0.5)   # A's ensemble weights compared leave-one-site-out
+WEIGHT_SWEEP = (0.0, 0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)   # A's ensemble weights compared leave-one-site-out
 
 
 def leave_one_site_out(f, name: str, cnn_dirs: dict, weight_a: float, seed: int = 20261123,

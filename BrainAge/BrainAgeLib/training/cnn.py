@@ -39,6 +39,9 @@ class CNNConfig:
     consistency_copies: tuple[str, ...] = ("contrast",)   # kinds of copy (features.COPY_KINDS); each
                                        # sample's partner is one of them, drawn at random
     consistency_ixi_weight: float = 1.0  # the consistency term of IXI subjects counts this many times
+    site_adversarial: float = 0.0   # weight of a site classifier on the pooled features, trained
+                                    # through gradient reversal (DANN): features that do not tell
+                                    # the sites apart; 0: not used (needs both sites)
     seed: int = 20261123
     threads: int = 2
 
@@ -71,6 +74,19 @@ def training_partition(feats: dict, sites, n_val: int, n_val_ixi: int, seed: int
         train += [index[s] for s in t]
         val += [index[s] for s in v]
     return np.array(sorted(train)), np.array(sorted(val))
+
+
+class _GradientReversal(torch.autograd.Function):
+    """Identity forward; the gradient times ``-weight`` backward (Ganin & Lempitsky 2015)."""
+
+    @staticmethod
+    def forward(ctx, x, weight: float):
+        ctx.weight = weight
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.weight * grad, None
 
 
 def _augment_cnn(x: torch.Tensor, gen: torch.Generator, max_shift: int,
@@ -126,7 +142,16 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
         net.load_state_dict(load_file(str(cfg.init_weights)))
         log(f"fine-tuning {cfg.init_weights}")
     ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    site_head, site_weight = None, None
+    if cfg.site_adversarial > 0:
+        if len(cfg.sites) < 2:
+            raise ValueError("site-adversarial training needs both sites (--sites camcan,ixi)")
+        site_head = torch.nn.Linear(net.out.in_features, 1)
+        n_ixi = int(is_ixi[tr].sum())
+        site_weight = torch.tensor(float(len(tr) - n_ixi) / max(n_ixi, 1))   # balance the two sites
+        log(f"site-adversarial weight {cfg.site_adversarial} (gradient reversal; IXI counts {float(site_weight):.1f}x)")
+    params = list(net.parameters()) + (list(site_head.parameters()) if site_head is not None else [])
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = math.ceil(len(tr) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps * cfg.epochs,
                                                 pct_start=0.15)
@@ -136,6 +161,8 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
         st = load_checkpoint(ckpt)
         check_resumable(ckpt, st, sched)
         net.load_state_dict(st["net"]); ema.load_state_dict(st["ema"])
+        if site_head is not None:
+            site_head.load_state_dict(st["site_head"])
         opt.load_state_dict(st["opt"]); sched.load_state_dict(st["sched"])
         gen.set_state(st["gen"]); start = st["epoch"]
         log(f"resumed after epoch {start}")
@@ -151,11 +178,18 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
                 memory_format=torch.channels_last_3d))) for i in range(0, len(va), 16)])
         return float((pred - y[va]).abs().mean())
 
+    def forward(x):
+        """Age-bin logits and, when site-adversarial, the pooled features."""
+        if site_head is None:
+            return net(x), None
+        emb = net.embed(x)
+        return net.out(net.dropout(emb)), emb
+
     for epoch in range(start, cfg.epochs):
         net.train()
         t0 = time.time()
         order = tr[torch.randperm(len(tr), generator=gen).numpy()]
-        losses, maes = [], []
+        losses, maes, site_losses, chance = [], [], [], []
         for s in range(steps):
             idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
             xb = X[idx]
@@ -165,8 +199,9 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
             target = soft_labels(y[idx], cfg.sigma)
             if not X_copies:
                 xb = _augment_cnn(xb, gen, cfg.max_shift).contiguous(memory_format=torch.channels_last_3d)
-                logits = net(xb)
+                logits, emb = forward(xb)
                 loss = F.kl_div(logits.log_softmax(-1), target, reduction="batchmean")
+                site = is_ixi[idx].float()
             else:       # the scan and an acquisition copy: both the right age, and the same age
                 if len(X_copies) == 1:
                     partner = X_copies[0][idx]
@@ -174,14 +209,21 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
                     kind = torch.randint(len(X_copies), (len(idx),), generator=gen)
                     partner = torch.stack([X_copies[int(k)][i] for k, i in zip(kind, idx)])
                 xb, xg = _augment_cnn(xb, gen, cfg.max_shift, partner=partner)
-                both = net(torch.cat([xb, xg]).contiguous(memory_format=torch.channels_last_3d))
+                both, emb = forward(torch.cat([xb, xg]).contiguous(memory_format=torch.channels_last_3d))
                 logits, logits_g = both[:len(idx)], both[len(idx):]
+                site = is_ixi[idx].float().repeat(2)
                 loss = 0.5 * (F.kl_div(logits.log_softmax(-1), target, reduction="batchmean")
                               + F.kl_div(logits_g.log_softmax(-1), target, reduction="batchmean"))
                 gap = (expected_age(logits) - expected_age(logits_g)).pow(2)
                 if cfg.consistency_ixi_weight != 1.0:
                     gap = gap * torch.where(is_ixi[idx], cfg.consistency_ixi_weight, 1.0)
                 loss = loss + cfg.contrast_consistency * gap.mean()
+            if site_head is not None:      # the classifier learns the site; the features unlearn it
+                site_logit = site_head(_GradientReversal.apply(emb, 1.0)).squeeze(-1)
+                site_loss = F.binary_cross_entropy_with_logits(site_logit, site, pos_weight=site_weight)
+                loss = loss + cfg.site_adversarial * site_loss
+                site_losses.append(site_loss.item())
+                chance.append(math.log(2) * float(torch.where(site > 0, site_weight, 1.0).mean()))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -193,11 +235,14 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
         line = (f"{epoch + 1},{time.time() - t0:.0f},{sched.get_last_lr()[0]:.2e},{np.mean(losses):.4f},"
                 f"{np.mean(maes):.3f},{v:.3f},{ve:.3f}")
         log(f"epoch {epoch + 1}/{cfg.epochs}: loss {np.mean(losses):.3f} train MAE {np.mean(maes):.2f} "
-            f"val MAE {v:.2f} (EMA {ve:.2f}) ({time.time() - t0:.0f} s)")
+            f"val MAE {v:.2f} (EMA {ve:.2f})"
+            + (f" site loss {np.mean(site_losses):.3f} (chance {np.mean(chance):.3f})" if site_losses else "")
+            + f" ({time.time() - t0:.0f} s)")
         chosen = net if choose_weights(v, ve, cfg.export) == "final" else ema.module
         end_epoch(metrics, line, ckpt,
                    {"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                    "sched": sched.state_dict(), "gen": gen.get_state(), "epoch": epoch + 1},
+                    "sched": sched.state_dict(), "gen": gen.get_state(), "epoch": epoch + 1,
+                    **({"site_head": site_head.state_dict()} if site_head is not None else {})},
                    out / "age_cnn.safetensors", chosen.state_dict(), cfg.widths, epoch + 1)
     return _export(out, net, ema.module, evaluate, cfg, max(start, cfg.epochs), log)
 

@@ -1,0 +1,42 @@
+"""The shipped ensemble on the CNN's validation subjects, site by site, and on ixi10 (cached
+features; bias-corrected ages; years). The validation subjects are never trained on, but they
+fit the bias correction and the ensemble weight.
+
+    .venv/bin/python scripts/validation_by_site.py [CNN_RUN_DIR]   # default runs/cnn-both
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+from BrainAgeLib import models
+from BrainAgeLib.regression import AgeBiasCorrection, VolumeAgeRegressor
+from BrainAgeLib.training.age_model import cnn_predictions, feature_matrix
+from BrainAgeLib.training.cnn import training_partition
+
+CACHE = "runs/features/features.npz"
+
+
+def main(cnn_dir: str) -> None:
+    z = np.load(CACHE)
+    f = {k: z[k] for k in ("site", "split", "age", "subject_id", "cnn", "regional_c4", "regional_c6", "global")}
+    m = json.loads(models.verify("age_model.json").read_text())
+    reg = VolumeAgeRegressor.from_dict(m["volumes"]["regressor"])
+    _, va = training_partition(f, ("camcan", "ixi"), 60, 20, 20261123)
+    w = m["ensemble"]["weight_volumes"]
+    for label, rows in (("ixi120 validation", va[f["site"][va] == "ixi"]),
+                        ("Cam-CAN validation", va[f["site"][va] == "camcan"]),
+                        ("ixi10", np.flatnonzero(f["split"] == "ixi10"))):
+        a = reg.predict(feature_matrix(f, rows, f"c{reg.cell}"))
+        b = cnn_predictions(f, rows, f"{cnn_dir}/age_cnn.safetensors", mirror=m["cnn"].get("mirror", False))
+        gap = AgeBiasCorrection(**m["ensemble"]["bias"])(w * a + (1 - w) * b) - f["age"][rows]
+        young = f["age"][rows] < 40
+        print(f"{label}: n {len(rows)}, ages {f['age'][rows].min():.0f}-{f['age'][rows].max():.0f}, "
+              f"MAE {np.abs(gap).mean():.2f}, mean gap {gap.mean():+.2f}, "
+              f"under 40: {young.sum()} with mean gap {gap[young].mean():+.2f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "runs/cnn-both")
