@@ -117,7 +117,9 @@ def test_all_good_exit_zero_and_summary(tmp_path):
                                   ("predict", "a.nii.gz", "--ages", "/nonexistent/ages.csv"),
                                   ("predict", "a.nii.gz", "--device", "tpu"),
                                   ("predict", "a.nii.gz", "--tissues", "freesurfer"), ("frobnicate",),
-                                  ("train-cnn", "--copies", "blur"), ("train-age-model", "--copies", ",")])
+                                  ("train-cnn", "--copies", "blur"), ("train-age-model", "--copies", ","),
+                                  ("train-cnn", "--sites", "camcan", "--site-adversarial", "0.3"),
+                                  ("train-age-model", "--select", "test")])
 def test_bad_arguments_exit_two(args):
     proc = run_cli(*args)
     assert proc.returncode == 2

@@ -59,7 +59,10 @@ def _copies(text: str) -> tuple[str, ...]:
 
 def cmd_train_cnn(args) -> int:
     import json
+    from .cli import ArgumentError
     from .training import CNNConfig, train_cnn
+    if args.site_adversarial > 0 and len(_sites(args.sites)) < 2:
+        raise ArgumentError("--site-adversarial needs both sites (--sites camcan,ixi)")
     cfg = CNNConfig(epochs=args.epochs, seed=args.seed, threads=args.threads, lr=args.lr,
                     init_weights=args.init, sites=_sites(args.sites),
                     contrast_consistency=args.contrast_consistency, consistency_copies=_copies(args.copies),
