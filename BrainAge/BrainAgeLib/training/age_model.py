@@ -161,7 +161,7 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
     cnn_cfg = (CNNConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in
                             json.loads((Path(cnn_weights).parent / "cnn_config.json").read_text()).items()})
                if cnn_weights is not None else CNNConfig(sites=tuple(sites)))
-    tr_cnn, va_cnn = training_partition(f, sites, cnn_cfg.n_val, cnn_cfg.n_val_ixi, cnn_cfg.seed)
+    tr_cnn, va_cnn = training_partition(f, sites, cnn_cfg.n_val, cnn_cfg.n_val_ixi, cnn_cfg.split_seed)
     pool = np.sort(np.concatenate([tr_cnn, va_cnn]))
     y = f["age"][pool].astype(np.float64)
     cv = KFold(5, shuffle=True, random_state=seed)

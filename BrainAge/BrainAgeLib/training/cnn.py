@@ -42,7 +42,9 @@ class CNNConfig:
     site_adversarial: float = 0.0   # weight of a site classifier on the pooled features, trained
                                     # through gradient reversal (DANN): features that do not tell
                                     # the sites apart; 0: not used (needs both sites)
-    seed: int = 20261123
+    seed: int = 20261123            # initialisation, order and augmentation draws
+    split_seed: int = 20261123      # the validation draw (training_partition), kept apart from
+                                    # ``seed`` so that runs of other seeds share their validation
     threads: int = 2
 
 
@@ -123,7 +125,7 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
     gen = seed_everything(cfg.seed)
     feats = model_space_features(data_dir, cache_path or out / "features.npz", log=log,
                                  ixi_root=Path(data_dir).parent)
-    tr, va = training_partition(feats, cfg.sites, cfg.n_val, cfg.n_val_ixi, cfg.seed)
+    tr, va = training_partition(feats, cfg.sites, cfg.n_val, cfg.n_val_ixi, cfg.split_seed)
     log(f"training on {len(tr)} subjects of {', '.join(cfg.sites)}; validating on {len(va)}")
     X = torch.from_numpy(feats["cnn"].astype(np.float32))
     X_deg = torch.from_numpy(feats["cnn_deg"].astype(np.float32)) if cfg.degraded_prob > 0 else None
