@@ -35,8 +35,7 @@ def cmd_train_segmentation(args) -> int:
         _ship({"resunet.safetensors": weights},
               {"training": "camcan seg_train + reg_train", "config": json.loads(
                   (out / "segmentation_config.json").read_text()), "last_epoch_metrics": metrics[-1],
-               "metrics_columns": metrics[0],
-               "exported": json.loads((Path(args.out) / "cnn_export.json").read_text())})
+               "metrics_columns": metrics[0]})
     return 0
 
 
