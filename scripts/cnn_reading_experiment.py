@@ -14,15 +14,15 @@ and on their contrast and motion copies, and whether it flags the copies whose a
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from BrainAgeLib.cnn import AgeCNN, expected_age
+from BrainAgeLib.cnn import expected_age
 from BrainAgeLib.regression import AgeBiasCorrection
+from BrainAgeLib.training.age_model import load_run_cnn
 from BrainAgeLib.training.cnn import training_partition
 from BrainAgeLib.training.features import COPY_SUFFIX, copies_path
 
@@ -30,12 +30,8 @@ CACHE = "runs/features/features.npz"
 SHIFTS = ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0))
 
 
-def _net(run: str) -> AgeCNN:
-    from safetensors.torch import load_file
-    cfg = json.loads((Path(run) / "cnn_config.json").read_text())
-    net = AgeCNN(widths=tuple(cfg["widths"]))
-    net.load_state_dict(load_file(str(Path(run) / "age_cnn.safetensors")))
-    return net.eval()
+def _net(run: str):
+    return load_run_cnn(Path(run) / "age_cnn.safetensors")
 
 
 def _views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:

@@ -12,7 +12,6 @@ and ``ixi10``: 160 Cam-CAN, 30 IXI): 5-fold cross-validated AUC of a logistic re
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -23,12 +22,8 @@ CACHE = "runs/features/features.npz"
 
 def embeddings(x: np.ndarray, weights: Path) -> np.ndarray:
     import torch
-    from safetensors.torch import load_file
-    from BrainAgeLib.cnn import AgeCNN
-    cfg = json.loads((weights.parent / "cnn_config.json").read_text())
-    net = AgeCNN(widths=tuple(cfg["widths"]))
-    net.load_state_dict(load_file(str(weights)))
-    net.eval()
+    from BrainAgeLib.training.age_model import load_run_cnn
+    net = load_run_cnn(weights)
     with torch.no_grad():
         return torch.cat([0.5 * (net.embed(b) + net.embed(b.flip(-1)))
                           for b in torch.from_numpy(x.astype(np.float32)).split(32)]).numpy()

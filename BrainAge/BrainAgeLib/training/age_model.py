@@ -94,16 +94,23 @@ def coarse_cells(f: dict, idx, shape=MODEL_SHAPE) -> np.ndarray:
     return c6.sum(axis=(3, 5, 7)).reshape(len(idx), -1)
 
 
+def load_run_cnn(cnn_weights):
+    """The CNN of a ``brainage train-cnn`` run (eval mode, CPU): its weights, and the widths from
+    the ``cnn_config.json`` beside them."""
+    from safetensors.torch import load_file
+    from ..cnn import AgeCNN
+    cfg = json.loads((Path(cnn_weights).parent / "cnn_config.json").read_text())
+    net = AgeCNN(widths=tuple(cfg["widths"]))
+    net.load_state_dict(load_file(str(cnn_weights)))
+    return net.eval()
+
+
 def cnn_predictions(f: dict, idx, cnn_weights, degraded: bool = False, mirror: bool = True) -> np.ndarray:
     """Raw (uncorrected) ages of approach B for the cache rows ``idx``, each the mean over the
     scan and its left-right mirror unless ``mirror`` is False (:func:`~BrainAgeLib.cnn.predict_age`)."""
     import torch
-    from safetensors.torch import load_file
-    from ..cnn import AgeCNN, predict_age
-    cfg = json.loads((Path(cnn_weights).parent / "cnn_config.json").read_text())
-    net = AgeCNN(widths=tuple(cfg["widths"]))
-    net.load_state_dict(load_file(str(cnn_weights)))
-    net.eval()
+    from ..cnn import predict_age
+    net = load_run_cnn(cnn_weights)
     key = "cnn_deg" if degraded else "cnn"
     out = []
     with torch.no_grad():
