@@ -9,7 +9,7 @@ Prepared for a machine with a GPU, which has torch and safetensors but not Simpl
 model space (2 mm), as ``predict`` hands them to the ResUNet. The check verifies the shipped
 weights' SHA256, segments each scan and reads B's age (the ResUNet's probabilities, the CNN
 input built from them, the scan and its mirror as ``predict`` does) on each device, and prints
-per device the median seconds per scan (after a warm-up; CUDA synchronised) and, against the
+per device the median seconds per scan, for each network and both together (after a warm-up; CUDA synchronised) and, against the
 first device, the largest probability difference, the share of voxels whose label changes, and
 the largest difference of B's raw age (years). JSON on the last line.
 """
@@ -67,21 +67,29 @@ def run(device: str, scans: dict, threads: int) -> dict:
     torch.set_num_threads(threads)
     resunet, cnn, mirror = load_networks(device)
 
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
     def one(array):
+        t0 = time.perf_counter()
         prob = segment_array(resunet, array, device=device)
+        sync()
+        t1 = time.perf_counter()
         x = torch.from_numpy(cnn_input(array, prob))[None].to(device)
         with torch.inference_mode():
             age = float(predict_age(cnn, x, mirror)[0])
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        return prob, age
+        sync()
+        t2 = time.perf_counter()
+        return prob, age, t1 - t0, t2 - t1
 
     one(next(iter(scans.values())))                  # warm-up (kernels, allocator)
-    out = {"probs": {}, "ages": {}, "seconds": []}
+    out = {"probs": {}, "ages": {}, "seconds": [], "resunet_seconds": [], "cnn_seconds": []}
     for sid, array in scans.items():
-        t0 = time.perf_counter()
-        out["probs"][sid], out["ages"][sid] = one(array)
-        out["seconds"].append(time.perf_counter() - t0)
+        out["probs"][sid], out["ages"][sid], t_seg, t_cnn = one(array)
+        out["resunet_seconds"].append(t_seg)
+        out["cnn_seconds"].append(t_cnn)
+        out["seconds"].append(t_seg + t_cnn)
     return out
 
 
@@ -107,7 +115,9 @@ def main() -> None:
                "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
     print(f"{len(scans)} Cam-CAN test scans, 2 mm model space; torch {torch.__version__}")
     for i, (d, r) in enumerate(results):
-        row = {"median_seconds_per_scan": round(statistics.median(r["seconds"]), 4)}
+        row = {"median_seconds_per_scan": round(statistics.median(r["seconds"]), 4),
+               "resunet_median_seconds": round(statistics.median(r["resunet_seconds"]), 4),
+               "cnn_median_seconds": round(statistics.median(r["cnn_seconds"]), 4)}
         if i > 0:
             row["max_abs_probability_difference"] = float(max(np.abs(r["probs"][s] - ref["probs"][s]).max() for s in scans))
             row["label_change_share"] = float(np.mean([(r["probs"][s].argmax(0) != ref["probs"][s].argmax(0)).mean()
