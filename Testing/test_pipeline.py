@@ -163,6 +163,7 @@ def test_copies_live_beside_the_cache_and_unknown_kinds_are_refused(tmp_path):
     assert contrast_copies_path(cache) == tmp_path / "contrast_copies.npz"
     with pytest.raises(ValueError, match="unknown kind"):
         copies_path(cache, "blur")
+    assert copies_path(cache, "thick") == tmp_path / "thick_copies.npz"
 
 
 def test_bias_correction_removes_age_dependence():

@@ -96,6 +96,22 @@ def test_thick_slices_are_a_new_grid_over_the_same_field_of_view(image, orientat
     assert abs(out.GetSize()[axis] * 5.0 - image.GetSize()[axis] * image.GetSpacing()[axis]) <= 5.0
 
 
+@pytest.mark.parametrize("orientation, axis", [("sagittal", 2), ("coronal", 1), ("axial", 0)])
+def test_thick_slice_copies_blur_the_model_space_grid_along_one_axis_only(image, orientation, axis):
+    """training.features.thick_model_space (the thick-slice copies the age models learn
+    invariance from): same 2 mm grid back, smoothed most along the slice axis (the others lose
+    only what the slice profile averages away in-plane: noise, oblique edges)."""
+    from BrainAgeLib.training.features import thick_model_space
+    x = arr(sitk.Resample(image, [96, 112, 96], sitk.Transform(), sitk.sitkLinear,
+                          image.GetOrigin(), (2.0, 2.0, 2.0), image.GetDirection()))
+    out = thick_model_space(x, 5.0, orientation)
+    assert out.shape == x.shape and out.dtype == np.float32
+    kept = [np.abs(np.diff(out, axis=k)).mean() / np.abs(np.diff(x, axis=k)).mean() for k in range(3)]
+    assert kept[axis] < 0.5
+    assert all(kept[axis] < 0.8 * kept[k] for k in {0, 1, 2} - {axis})
+    assert abs(out.mean() - x.mean()) < 0.05 * x.mean()
+
+
 def test_lesion_is_a_45_ml_csf_like_region_in_tissue(image, labels):
     x, lab = arr(image), arr(labels)
     out = arr(dg.lesion(image, labels, 45.0, seed=5))

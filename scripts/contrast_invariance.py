@@ -2,7 +2,9 @@
 measured on held-out scans: each Cam-CAN ``test`` and ``ixi10`` subject of the feature cache
 against its contrast copy (``training.features.contrast_copies``: the same scan with a gamma
 drawn from 0.6-1.6, segmented again) and, when ``runs/features/motion_copies.npz`` exists, its
-motion copy (``training.features.motion_copies``). Ages are the models' bias-corrected ones; years.
+motion copy (``training.features.motion_copies``) and, when ``thick_copies.npz`` exists, its
+thick-slice copy (``training.features.thick_copies``, by slice orientation). Ages are the
+models' bias-corrected ones; years.
 
     python scripts/contrast_invariance.py NAME AGE_MODEL_JSON CNN_SAFETENSORS [NAME ...]
 
@@ -45,7 +47,9 @@ def main(argv: list[str]) -> None:
             f.update({k + sfx: c[k + sfx] for k in ("cnn", "regional_c4", "regional_c6", "global")})
             if kind == "contrast":
                 gamma = c["gamma"]
-    motion_rows = []
+            if kind == "thick":
+                orientation = c["orientation"]
+    motion_rows, thick_rows = [], []
     print("| models | held-out scans | gamma | n | A | B | ensemble |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for i in range(0, len(argv), 3):
@@ -64,11 +68,23 @@ def main(argv: list[str]) -> None:
                 cells = [f"{np.mean(moved[k] - clean[k]):+.1f} ({np.mean(np.abs(moved[k] - clean[k])):.1f})"
                          for k in ("A", "B", "ensemble")]
                 motion_rows.append(f"| {name} | {label} | {len(rows)} | " + " | ".join(cells) + " |")
+            if "cnn_thk" in f:
+                thick = ages(f, rows, model, cnn, "_thk")
+                for o in ("sagittal", "coronal", "axial"):
+                    sel = orientation[rows] == o
+                    cells = [f"{np.mean(thick[k][sel] - clean[k][sel]):+.1f} ({np.mean(np.abs(thick[k][sel] - clean[k][sel])):.1f})"
+                             for k in ("A", "B", "ensemble")]
+                    thick_rows.append(f"| {name} | {label} | {o} | {int(sel.sum())} | " + " | ".join(cells) + " |")
     if motion_rows:
         print("\nMotion copies (TorchIO RandomMotion in model space):\n")
         print("| models | held-out scans | n | A | B | ensemble |")
         print("| --- | --- | --- | --- | --- | --- |")
         print("\n".join(motion_rows))
+    if thick_rows:
+        print("\nThick-slice copies (3-6 mm slices in model space):\n")
+        print("| models | held-out scans | slices | n | A | B | ensemble |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        print("\n".join(thick_rows))
 
 
 if __name__ == "__main__":

@@ -247,7 +247,7 @@ def add_training_commands(sub) -> None:
     for t in (tc, ta):
         t.add_argument("--copies", default="contrast", metavar="KINDS",
                        help="the acquisition copies of --contrast-consistency / --invariance, comma-separated: "
-                            "contrast (gamma 0.6-1.6), motion (TorchIO RandomMotion)")
+                            "contrast (gamma 0.6-1.6), motion (TorchIO RandomMotion), thick (3-6 mm slices, any axis)")
         t.add_argument("--sites", default="camcan,ixi",
                        help="training sites, comma-separated: camcan (reg_train), ixi (ixi120)")
     tn = sub.add_parser("train-normative", help="fit the centile curves of the healthy cohort "

@@ -154,8 +154,11 @@ def split_validation(ids: list[str], n_val: int, seed: int) -> tuple[list[str], 
 CONTRAST_GAMMA = (0.6, 1.6)   # range of the contrast copies' gamma (log-uniform draw)
 CONTRAST_VERSION = 1
 MOTION_VERSION = 1
-COPY_KINDS = ("contrast", "motion")           # the acquisition copies the age models are made invariant to
-COPY_SUFFIX = {"contrast": "_gam", "motion": "_mot"}   # their feature keys end so
+THICK_MM = (3.0, 6.0)         # range of the thick-slice copies' slice thickness (mm, uniform draw)
+THICK_VERSION = 1
+COPY_KINDS = ("contrast", "motion", "thick")  # the acquisition copies the age models are made invariant to
+COPY_SUFFIX = {"contrast": "_gam", "motion": "_mot", "thick": "_thk"}   # their feature keys end so
+MODEL_SPACING_MM = 2.0        # the model-space grid the cached arrays lie on
 
 
 def copies_path(cache_path, kind: str = "contrast") -> Path:
@@ -242,9 +245,39 @@ def motion_copies(data_dir, feats: dict, cache_path, seed: int = 0, log=print) -
     return _build_copies(data_dir, feats, cache_path, MOTION_VERSION, "_mot", move, "motion", log)
 
 
+def thick_model_space(array: np.ndarray, thickness_mm: float, orientation: str) -> np.ndarray:
+    """A model-space T1 (z, y, x on the 2 mm grid) as a scan stored with ``thickness_mm`` slices in
+    ``orientation`` would reach model space: :func:`~BrainAgeLib.degrade.thick_slices` on the
+    grid, then resampled (linear) back onto it. float32, not normalised."""
+    from ..degrade import thick_slices
+    img = sitk.GetImageFromArray(np.asarray(array, np.float32))
+    img.SetSpacing((MODEL_SPACING_MM,) * 3)
+    thick = thick_slices(img, thickness_mm, orientation)
+    back = sitk.Resample(thick, img, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(back)
+
+
+def thick_copies(data_dir, feats: dict, cache_path, seed: int = 20261128, log=print) -> dict:
+    """Every subject of the feature cache ``feats`` once more, stored with thick slices and
+    nothing else (keys ``*_thk``): a slice thickness drawn uniformly from :data:`THICK_MM` in
+    an orientation drawn from sagittal, coronal and axial (``thickness_mm``, ``orientation``),
+    as :func:`thick_model_space` makes it, renormalised. Most clinical T1s have 3-6 mm slices;
+    ``brainage evaluate-robustness`` found them to lower the age (coronal most). Cached in
+    ``cache_path`` (.npz)."""
+    from ..degrade import ORIENTATIONS
+    rng = np.random.default_rng(seed)
+    n = len(feats["subject_id"])
+    thickness = rng.uniform(*THICK_MM, n)
+    orientation = np.asarray(list(ORIENTATIONS))[rng.integers(len(ORIENTATIONS), size=n)]
+    return _build_copies(data_dir, feats, cache_path, THICK_VERSION, "_thk",
+                         lambda arr, i: normalize_intensity(np.clip(thick_model_space(arr, thickness[i], orientation[i]), 0, None)),
+                         "thick-slice", log, thickness_mm=thickness, orientation=orientation)
+
+
 def acquisition_copies(data_dir, feats: dict, cache_path, kind: str, log=print) -> dict:
     """The ``kind`` copies (:data:`COPY_KINDS`) of the feature cache whose file is ``cache_path``:
-    :func:`contrast_copies` or :func:`motion_copies`, read from beside it or built."""
+    :func:`contrast_copies`, :func:`motion_copies` or :func:`thick_copies`, read from beside it
+    or built."""
     path = copies_path(cache_path, kind)          # refuses unknown kinds
-    build = {"contrast": contrast_copies, "motion": motion_copies}[kind]
+    build = {"contrast": contrast_copies, "motion": motion_copies, "thick": thick_copies}[kind]
     return build(data_dir, feats, path, log=log)
