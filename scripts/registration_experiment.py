@@ -10,6 +10,7 @@ go through registration) read them. Nothing is retrained; only Cam-CAN -> IXI is
 
     python scripts/registration_experiment.py build rigid      # IXI heads, ~45 min on 2 cores
     python scripts/registration_experiment.py measure rigid    # ~5 min
+    python scripts/registration_experiment.py thick rigid      # thick-slice robustness scans, ~5 min
 
 Needs the caches of a training run (runs/features/features.npz and its copies), the shipped
 age model's recipe (runs/cand/age9 or --age-dir) and the Cam-CAN-only CNN (--cnn-camcan).
@@ -104,9 +105,41 @@ def measure(variant: str, age_dir: Path, cnn_camcan: Path) -> None:
     print(f"template similarity of the IXI heads: {np.mean(ixi['similarity']):.3f} ({variant})")
 
 
+def thick(variant: str, data: Path, subjects: list[str], thickness: float = 5.0) -> None:
+    """The robustness run's thick-slice scans of Cam-CAN ``subjects`` (``degrade.thick_slices``,
+    each orientation) read with the shipped and the ``variant`` registration: age change
+    against the clean scan on the template grid (which needs no registration), shipped models."""
+    from BrainAgeLib.degrade import ORIENTATIONS, thick_slices
+    from BrainAgeLib.pipeline import predict
+    from BrainAgeLib.training.data import camcan_paths
+    changes = {(reg, o): [] for reg in ("affine (shipped)", variant) for o in ORIENTATIONS}
+    for sid in subjects:
+        img = sitk.ReadImage(str(camcan_paths(data / "camcan", sid)["image"]))
+        clean = predict(img).predicted_age
+        for o in ORIENTATIONS:
+            degraded = thick_slices(img, thickness, o)
+            for reg in ("affine (shipped)", variant):
+                pp.register_to_template = SHIPPED_REGISTRATION if reg.startswith("affine") else VARIANTS[variant]
+                try:
+                    changes[reg, o].append(predict(degraded).predicted_age - clean)
+                finally:
+                    pp.register_to_template = SHIPPED_REGISTRATION
+        print(sid, {f"{r} {o}": round(v[-1], 1) for (r, o), v in changes.items()}, flush=True)
+    print(f"\n{len(subjects)} Cam-CAN test scans with {thickness:g} mm slices, ensemble age change against the "
+          "clean scan (mean (mean |change|), years):\n")
+    print("| registration | " + " | ".join(ORIENTATIONS) + " |")
+    print("| --- |" + " --- |" * len(ORIENTATIONS))
+    for reg in ("affine (shipped)", variant):
+        cells = [f"{np.mean(changes[reg, o]):+.1f} ({np.mean(np.abs(changes[reg, o])):.1f})" for o in ORIENTATIONS]
+        print(f"| {reg} | " + " | ".join(cells) + " |")
+
+
+ROBUSTNESS_CAMCAN = ("CC120640", "CC120987", "CC221954", "CC510115", "CC710214", "CC710429")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=("build", "measure"))
+    ap.add_argument("step", choices=("build", "measure", "thick"))
     ap.add_argument("variant", choices=tuple(VARIANTS))
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--age-dir", default="runs/cand/age9")
@@ -114,6 +147,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.step == "build":
         build(args.variant, Path(args.data))
+    elif args.step == "thick":
+        thick(args.variant, Path(args.data), list(ROBUSTNESS_CAMCAN))
     else:
         measure(args.variant, Path(args.age_dir), Path(args.cnn_camcan))
 
