@@ -66,6 +66,24 @@ def test_registered_to_template(prep):
     assert arr.max() <= 2.0 and np.percentile(arr[arr > 0], 99.5) == pytest.approx(1.0, abs=0.02)
 
 
+def test_rigid_registration_recovers_a_rotation_without_rescaling():
+    """register_to_template(..., sitk.Euler3DTransform()): the template turned by 6 degrees and
+    shifted by 4 mm is found again, as an affine transform whose matrix is a pure rotation
+    (the brain keeps its size); the default (affine) recovers the same pose."""
+    template = models.load_template()
+    truth = sitk.Euler3DTransform(template.TransformContinuousIndexToPhysicalPoint((49, 58, 47)),
+                                  np.deg2rad(6), 0.0, 0.0, (0.0, 4.0, 0.0))
+    moving = sitk.Resample(template, template, truth.GetInverse(), sitk.sitkLinear, 0.0)
+    rigid = pp.register_to_template(moving, template, sitk.Euler3DTransform())
+    affine = pp.register_to_template(moving, template)
+    m = np.array(rigid.GetMatrix()).reshape(3, 3)
+    assert isinstance(rigid, sitk.AffineTransform)
+    assert np.allclose(m.T @ m, np.eye(3), atol=1e-6)
+    point = template.TransformContinuousIndexToPhysicalPoint((30, 40, 60))
+    for tx in (rigid, affine):
+        assert np.linalg.norm(np.subtract(tx.TransformPoint(point), truth.TransformPoint(point))) < 1.0
+
+
 def test_reoriented_and_resampled_copy_lands_in_the_same_place(image, prep):
     """A 1.5 mm copy in another orientation gives nearly the same model-space image and the
     same brain volume; its mask comes back on its own (finer) grid."""

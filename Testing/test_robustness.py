@@ -97,7 +97,7 @@ def test_thick_slices_are_a_new_grid_over_the_same_field_of_view(image, orientat
 
 
 @pytest.mark.parametrize("orientation, axis", [("sagittal", 2), ("coronal", 1), ("axial", 0)])
-def test_thick_slice_copies_blur_the_model_space_grid_along_one_axis_only(image, orientation, axis):
+def test_thick_slice_copies_blur_the_model_space_grid_most_along_the_slice_axis(image, orientation, axis):
     """training.features.thick_model_space (the thick-slice copies the age models learn
     invariance from): same 2 mm grid back, smoothed most along the slice axis (the others lose
     only what the slice profile averages away in-plane: noise, oblique edges)."""

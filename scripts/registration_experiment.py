@@ -32,28 +32,7 @@ SHIPPED_REGISTRATION = pp.register_to_template
 
 def rigid_registration(moving: sitk.Image, template: sitk.Image) -> sitk.AffineTransform:
     """The shipped registration's metric, sampling and optimiser with a rigid transform."""
-    fixed = sitk.Cast(template, sitk.sitkFloat32)
-    moving = sitk.Cast(moving, sitk.sitkFloat32)
-    tx = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
-                                           sitk.CenteredTransformInitializerFilter.MOMENTS)
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsCorrelation()
-    reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(0.05, seed=1)
-    reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=1e-3, numberOfIterations=100,
-                                                 relaxationFactor=0.6, gradientMagnitudeTolerance=1e-6)
-    reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel([4, 2, 1])
-    reg.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
-    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
-    reg.SetInitialTransform(tx, inPlace=True)
-    reg.Execute(fixed, moving)
-    out = sitk.AffineTransform(3)
-    out.SetCenter(tx.GetCenter())
-    out.SetMatrix(tx.GetMatrix())
-    out.SetTranslation(tx.GetTranslation())
-    return out
+    return SHIPPED_REGISTRATION(moving, template, sitk.Euler3DTransform())
 
 
 VARIANTS = {"rigid": rigid_registration}

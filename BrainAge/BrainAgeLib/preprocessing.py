@@ -335,15 +335,18 @@ def extract_brain(image: sitk.Image) -> sitk.Image:
     return out
 
 
-def register_to_template(moving: sitk.Image, template: sitk.Image) -> sitk.AffineTransform:
+def register_to_template(moving: sitk.Image, template: sitk.Image,
+                         transform: sitk.Transform | None = None) -> sitk.AffineTransform:
     """Affine transform mapping template (model-space) points to points of ``moving``.
 
     Both images are skull-stripped and normalised; moments initialisation, then a 3-level
-    affine registration maximising the correlation of intensities.
+    registration maximising the correlation of intensities. ``transform``: the kind of
+    transform optimised (default: affine, 12 degrees of freedom; e.g. ``sitk.Euler3DTransform()``
+    for a rigid one), returned as an affine transform either way.
     """
     fixed = sitk.Cast(template, sitk.sitkFloat32)
     moving = sitk.Cast(moving, sitk.sitkFloat32)
-    tx = sitk.CenteredTransformInitializer(fixed, moving, sitk.AffineTransform(3),
+    tx = sitk.CenteredTransformInitializer(fixed, moving, transform or sitk.AffineTransform(3),
                                            sitk.CenteredTransformInitializerFilter.MOMENTS)
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsCorrelation()
@@ -359,7 +362,11 @@ def register_to_template(moving: sitk.Image, template: sitk.Image) -> sitk.Affin
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     reg.SetInitialTransform(tx, inPlace=True)
     reg.Execute(fixed, moving)
-    return sitk.AffineTransform(tx)
+    out = sitk.AffineTransform(3)
+    out.SetCenter(tx.GetCenter())
+    out.SetMatrix(tx.GetMatrix())
+    out.SetTranslation(tx.GetTranslation())
+    return out
 
 
 def template_similarity(image: sitk.Image, template: sitk.Image) -> float:

@@ -269,9 +269,10 @@ def thick_copies(data_dir, feats: dict, cache_path, seed: int = 20261128, log=pr
     n = len(feats["subject_id"])
     thickness = rng.uniform(*THICK_MM, n)
     orientation = np.asarray(list(ORIENTATIONS))[rng.integers(len(ORIENTATIONS), size=n)]
-    return _build_copies(data_dir, feats, cache_path, THICK_VERSION, "_thk",
-                         lambda arr, i: normalize_intensity(np.clip(thick_model_space(arr, thickness[i], orientation[i]), 0, None)),
-                         "thick-slice", log, thickness_mm=thickness, orientation=orientation)
+    def thicken(arr, i):
+        return normalize_intensity(np.clip(thick_model_space(arr, thickness[i], orientation[i]), 0, None))
+    return _build_copies(data_dir, feats, cache_path, THICK_VERSION, "_thk", thicken, "thick-slice", log,
+                         thickness_mm=thickness, orientation=orientation)
 
 
 def acquisition_copies(data_dir, feats: dict, cache_path, kind: str, log=print) -> dict:
