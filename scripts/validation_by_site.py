@@ -2,7 +2,11 @@
 features; bias-corrected ages; years). The validation subjects are never trained on, but they
 fit the bias correction and the ensemble weight.
 
-    .venv/bin/python scripts/validation_by_site.py [CNN_RUN_DIR]   # default runs/cnn-both
+    .venv/bin/python scripts/validation_by_site.py [CNN_RUN_DIR] [IXI_MODEL_SPACE_NPZ]   # default runs/cnn-both
+
+With ``IXI_MODEL_SPACE_NPZ`` (an ``ixi_model_space`` cache made another way, e.g. by
+``scripts/registration_experiment.py build rigid``), the IXI rows' features are first recomputed
+from its images (ResUNet, harmonisation and second pass, as the cache was built).
 """
 from __future__ import annotations
 
@@ -19,9 +23,16 @@ from BrainAgeLib.training.cnn import training_partition
 CACHE = "runs/features/features.npz"
 
 
-def main(cnn_dir: str) -> None:
+def main(cnn_dir: str, ixi_model_space: str | None = None) -> None:
     z = np.load(CACHE)
     f = {k: z[k] for k in ("site", "split", "age", "subject_id", "cnn", "regional_c4", "regional_c6", "global")}
+    if ixi_model_space:
+        from BrainAgeLib.training.features import scan_features
+        ixi, net = np.load(ixi_model_space), models.load_resunet()
+        rows = {str(s): i for i, s in enumerate(f["subject_id"])}
+        for sid, image in zip(ixi["subject_id"], ixi["image"]):
+            for k, v in scan_features(net, image.astype(np.float32), True).items():
+                f[k][rows[str(sid)]] = v
     m = json.loads(models.verify("age_model.json").read_text())
     reg = VolumeAgeRegressor.from_dict(m["volumes"]["regressor"])
     _, va = training_partition(f, ("camcan", "ixi"), 60, 20, 20261123)
@@ -39,4 +50,4 @@ def main(cnn_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "runs/cnn-both")
+    main(sys.argv[1] if len(sys.argv) > 1 else "runs/cnn-both", sys.argv[2] if len(sys.argv) > 2 else None)
