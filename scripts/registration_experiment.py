@@ -54,7 +54,7 @@ def build(variant: str, data: Path) -> None:
 def measure(variant: str, age_dir: Path, cnn_camcan: Path) -> None:
     from BrainAgeLib.models import load_resunet
     from BrainAgeLib.site_evaluation import leave_one_site_out
-    from BrainAgeLib.training.features import acquisition_copies, model_space_features, scan_features
+    from BrainAgeLib.training.features import acquisition_copies, model_space_features, rescan_rows
     f = model_space_features(None, CACHE)
     m = json.loads((age_dir / "age_model.json").read_text())
     name, w = m["volumes"]["selected"], m["ensemble"]["weight_volumes"]
@@ -68,11 +68,7 @@ def measure(variant: str, age_dir: Path, cnn_camcan: Path) -> None:
 
     base = camcan_to_ixi()
     ixi = dict(np.load(space_path(variant)))
-    rows = {str(s): i for i, s in enumerate(f["subject_id"])}
-    net = load_resunet()
-    for j, sid in enumerate(ixi["subject_id"]):
-        for k, v in scan_features(net, ixi["image"][j].astype(np.float32), True).items():
-            f[k][rows[str(sid)]] = v
+    rescan_rows(f, ixi, load_resunet())
     new = camcan_to_ixi()
     print(f"Cam-CAN -> IXI ({base['ensemble']['n']} IXI heads), Cam-CAN-only models of {age_dir} and {cnn_camcan}:")
     print("| IXI registration | A: MAE (gap) | B: MAE (gap) | ensemble: MAE, gap, r(gap, age) |")

@@ -27,12 +27,8 @@ def main(cnn_dir: str, ixi_model_space: str | None = None) -> None:
     z = np.load(CACHE)
     f = {k: z[k] for k in ("site", "split", "age", "subject_id", "cnn", "regional_c4", "regional_c6", "global")}
     if ixi_model_space:
-        from BrainAgeLib.training.features import scan_features
-        ixi, net = np.load(ixi_model_space), models.load_resunet()
-        rows = {str(s): i for i, s in enumerate(f["subject_id"])}
-        for sid, image in zip(ixi["subject_id"], ixi["image"]):
-            for k, v in scan_features(net, image.astype(np.float32), True).items():
-                f[k][rows[str(sid)]] = v
+        from BrainAgeLib.training.features import rescan_rows
+        rescan_rows(f, np.load(ixi_model_space), models.load_resunet())
     m = json.loads(models.verify("age_model.json").read_text())
     reg = VolumeAgeRegressor.from_dict(m["volumes"]["regressor"])
     _, va = training_partition(f, ("camcan", "ixi"), 60, 20, 20261123)

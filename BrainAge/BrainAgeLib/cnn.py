@@ -43,8 +43,12 @@ class AgeCNN(nn.Module):
         """The pooled 64-feature representation the age bins are read from (B, 64)."""
         return F.adaptive_avg_pool3d(self.head(self.features(x)), 1).flatten(1)
 
+    def read(self, emb: torch.Tensor) -> torch.Tensor:
+        """Age-bin logits (B, N_BINS) from the pooled features of :meth:`embed`."""
+        return self.out(self.dropout(emb))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.dropout(self.embed(x)))
+        return self.read(self.embed(x))
 
 
 def bin_centers() -> torch.Tensor:

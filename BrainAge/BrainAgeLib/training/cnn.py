@@ -185,7 +185,7 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
         if site_head is None:
             return net(x), None
         emb = net.embed(x)
-        return net.out(net.dropout(emb)), emb
+        return net.read(emb), emb
 
     for epoch in range(start, cfg.epochs):
         net.train()

@@ -93,6 +93,16 @@ def scan_features(net, array: np.ndarray, registered: bool) -> dict:
     return out
 
 
+def rescan_rows(feats: dict, model_space: dict, net) -> None:
+    """Overwrite, in the feature cache ``feats``, the rows of the subjects of ``model_space`` (an
+    :func:`ixi_model_space` cache made another way) with :func:`scan_features` of its images
+    (registered scans: harmonisation and second pass)."""
+    rows = {str(s): i for i, s in enumerate(feats["subject_id"])}
+    for sid, image in zip(model_space["subject_id"], model_space["image"]):
+        for k, v in scan_features(net, image.astype(np.float32), True).items():
+            feats[k][rows[str(sid)]] = v
+
+
 def model_space_features(data_dir, cache_path, log=print, splits=("reg_train", "test"),
                          ixi_root=None, seed: int = 20261125) -> dict:
     """Segment every subject with the shipped ResUNet and cache what the age models learn from:
