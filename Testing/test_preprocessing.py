@@ -67,15 +67,15 @@ def test_registered_to_template(prep):
 
 
 def test_rigid_registration_recovers_a_rotation_without_rescaling():
-    """register_to_template(..., sitk.Euler3DTransform()): the template turned by 6 degrees and
-    shifted by 4 mm is found again, as an affine transform whose matrix is a pure rotation
-    (the brain keeps its size); the default (affine) recovers the same pose."""
+    """register_to_template (rigid by default): the template turned by 6 degrees and shifted by
+    4 mm is found again, as an affine transform whose matrix is a pure rotation (the brain keeps
+    its size); the affine option recovers the same pose."""
     template = models.load_template()
     truth = sitk.Euler3DTransform(template.TransformContinuousIndexToPhysicalPoint((49, 58, 47)),
                                   np.deg2rad(6), 0.0, 0.0, (0.0, 4.0, 0.0))
     moving = sitk.Resample(template, template, truth.GetInverse(), sitk.sitkLinear, 0.0)
-    rigid = pp.register_to_template(moving, template, sitk.Euler3DTransform())
-    affine = pp.register_to_template(moving, template)
+    rigid = pp.register_to_template(moving, template)
+    affine = pp.register_to_template(moving, template, sitk.AffineTransform(3))
     m = np.array(rigid.GetMatrix()).reshape(3, 3)
     assert isinstance(rigid, sitk.AffineTransform)
     assert np.allclose(m.T @ m, np.eye(3), atol=1e-6)

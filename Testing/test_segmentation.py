@@ -242,16 +242,26 @@ def test_cnn_export_rule_must_be_known():
 
 
 def test_motion_copies_of_a_real_head_are_built_once_and_move_what_the_models_read(tmp_path):
-    """training.features.motion_copies on a real IXI head in model space: the copy is segmented
-    again (its features differ from the clean scan's, within tissue-fraction range), the cache
-    beside it is reused as it is, and a cache of other subjects is rebuilt."""
-    from BrainAgeLib.io import read_image
-    from BrainAgeLib.preprocessing import preprocess
-    from BrainAgeLib.training.features import copies_path, motion_copies, scan_features
+    """training.features.ixi_model_space rebuilds a cache registered otherwise (release 8's
+    affine) with the pipeline's rigid registration; motion_copies on that real IXI head in model
+    space: the copy is segmented again (its features differ from the clean scan's, within
+    tissue-fraction range), the cache beside it is reused as it is, and a cache of other
+    subjects is rebuilt."""
+    from BrainAgeLib.preprocessing import MIN_SIMILARITY
+    from BrainAgeLib.training.features import copies_path, ixi_model_space, motion_copies, scan_features
     sid = "IXI014-HH-1236"
-    prep = preprocess(read_image(Path(__file__).parent / "data" / f"{sid}_T1.nii.gz"))
-    image = sitk.GetArrayFromImage(prep.image).astype(np.float16)
-    np.savez(tmp_path / "ixi_model_space.npz", subject_id=np.array([sid]), image=image[None])
+    (tmp_path / "ixi10" / "t1").mkdir(parents=True)
+    (tmp_path / "ixi10" / "t1" / f"{sid}_T1.nii.gz").symlink_to(Path(__file__).parent / "data" / f"{sid}_T1.nii.gz")
+    (tmp_path / "ixi10" / "subjects.csv").write_text(f"subject_id,age,sex\n{sid},35.0,F\n")
+    space_path = tmp_path / "ixi_model_space.npz"
+    np.savez(space_path, subject_id=np.array([sid]), image=np.zeros((1, 2, 2, 2), np.float16),
+             registration=np.asarray("affine"))
+    messages = []
+    space = ixi_model_space(tmp_path, space_path, sets=("ixi10",), log=messages.append)
+    assert messages and "registered otherwise" in messages[0]
+    assert str(space["registration"]) == "rigid" and space["similarity"][0] > MIN_SIMILARITY
+    assert str(np.load(space_path)["registration"]) == "rigid"
+    image = space["image"][0]
     feats = {"subject_id": np.array([sid]), "site": np.array(["ixi"])}
     path = copies_path(tmp_path / "features.npz", "motion")
     copy = motion_copies(tmp_path / "camcan", feats, path, log=lambda m: None)

@@ -22,8 +22,9 @@ from .augmentation import degrade_image
 from .data import camcan_paths, read_camcan_subjects
 
 REGIONAL_CELLS = (4, 6)   # cell sizes (2 mm voxels: 8 and 12 mm) compared for approach A
-FEATURE_VERSION = 3       # bumped when the cache's content changes (rebuilt automatically)
+FEATURE_VERSION = 4       # bumped when the cache's content changes (rebuilt automatically); 4: rigid registration
 IXI_SETS = ("ixi120", "ixi10")   # ixi120: training (with a validation part); ixi10: held out
+IXI_REGISTRATION = "rigid"       # how preprocessing.register_to_template brings heads into model space
 
 
 def read_ixi_subjects(ixi_dir) -> list[dict]:
@@ -38,12 +39,16 @@ def read_ixi_subjects(ixi_dir) -> list[dict]:
 def ixi_model_space(data_root, cache_path, sets=IXI_SETS, log=print) -> dict:
     """Each IXI whole head of ``sets`` brought into model space by the raw-scan path (before
     intensity harmonisation, which needs the ResUNet): ``subject_id, set, age, sex, image``
-    (float16, model space), ``similarity``. Cached in ``cache_path`` (.npz)."""
+    (float16, model space), ``similarity``, ``registration`` (:data:`IXI_REGISTRATION`). Cached in
+    ``cache_path`` (.npz); a cache made with another registration is rebuilt."""
     from ..io import read_image
     from ..preprocessing import preprocess
     cache_path = Path(cache_path)
     if cache_path.exists():
-        return dict(np.load(cache_path))
+        cached = dict(np.load(cache_path))
+        if str(cached.get("registration", "affine")) == IXI_REGISTRATION:
+            return cached
+        log(f"{cache_path} was registered otherwise: rebuilding it")
     out = {k: [] for k in ("subject_id", "set", "age", "sex", "image", "similarity")}
     t0 = time.time()
     for s in sets:
@@ -59,6 +64,7 @@ def ixi_model_space(data_root, cache_path, sets=IXI_SETS, log=print) -> dict:
             if (i + 1) % 10 == 0:
                 log(f"{s}: {i + 1}/{len(rows)} in model space ({time.time() - t0:.0f} s)")
     arrays = {k: np.asarray(v) for k, v in out.items()}
+    arrays["registration"] = np.asarray(IXI_REGISTRATION)
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache_path, **arrays)
     return arrays
@@ -162,10 +168,10 @@ def split_validation(ids: list[str], n_val: int, seed: int) -> tuple[list[str], 
 
 
 CONTRAST_GAMMA = (0.6, 1.6)   # range of the contrast copies' gamma (log-uniform draw)
-CONTRAST_VERSION = 1
-MOTION_VERSION = 1
+CONTRAST_VERSION = 2          # 2: IXI heads rigidly registered
+MOTION_VERSION = 2
 THICK_MM = (3.0, 6.0)         # range of the thick-slice copies' slice thickness (mm, uniform draw)
-THICK_VERSION = 1
+THICK_VERSION = 2
 COPY_KINDS = ("contrast", "motion", "thick")  # the acquisition copies the age models are made invariant to
 COPY_SUFFIX = {"contrast": "_gam", "motion": "_mot", "thick": "_thk"}   # their feature keys end so
 MODEL_SPACING_MM = 2.0        # the model-space grid the cached arrays lie on
