@@ -196,7 +196,7 @@ def test_slicer_signature_without_age_and_with_warnings(result, tmp_path):
 
 def test_cohort_report_lists_scans_to_look_at_first(result, tmp_path):
     rep = report.BatchReporter(tmp_path, sex_of=lambda p: "F", pdf=False)
-    old = replace(result, chronological_age=result.predicted_age - 25)       # a gap of +25 years
+    old = replace(result, chronological_age=result.predicted_age - 20)       # a gap of +20 years (age within 18-88)
     for folder, r in (("a", result), ("b", old)):     # one file name in two folders
         (tmp_path / folder).mkdir()
         path = str(shutil.copy(FIXTURE, tmp_path / folder / "IXI013.nii.gz"))
