@@ -338,14 +338,19 @@ def extract_brain(image: sitk.Image) -> sitk.Image:
     return out
 
 
+REGISTRATION = "rigid"         # the raw-scan path's registration: rigid (6 dof) or affine (12; release <= 8)
+_TRANSFORMS = {"rigid": sitk.Euler3DTransform, "affine": lambda: sitk.AffineTransform(3)}
+
+
 def register_to_template(moving: sitk.Image, template: sitk.Image,
                          transform: sitk.Transform | None = None) -> sitk.AffineTransform:
     """Rigid transform mapping template (model-space) points to points of ``moving``.
 
     Both images are skull-stripped and normalised; moments initialisation, then a 3-level
     registration maximising the correlation of intensities. ``transform``: the kind of
-    transform optimised (default: rigid, ``sitk.Euler3DTransform()``, 6 degrees of freedom;
-    ``sitk.AffineTransform(3)`` for 12), returned as an affine transform either way.
+    transform optimised (default: :data:`REGISTRATION`'s, rigid: ``sitk.Euler3DTransform()``, 6
+    degrees of freedom; ``sitk.AffineTransform(3)`` for 12), returned as an affine transform
+    either way.
 
     Rigid because the brain must keep its size: an affine fit to the mean template rescaled
     already-aligned Cam-CAN brains to 0.78-1.12 of their volume and moved their age with the scale
@@ -354,7 +359,7 @@ def register_to_template(moving: sitk.Image, template: sitk.Image,
     """
     fixed = sitk.Cast(template, sitk.sitkFloat32)
     moving = sitk.Cast(moving, sitk.sitkFloat32)
-    tx = sitk.CenteredTransformInitializer(fixed, moving, transform or sitk.Euler3DTransform(),
+    tx = sitk.CenteredTransformInitializer(fixed, moving, transform or _TRANSFORMS[REGISTRATION](),
                                            sitk.CenteredTransformInitializerFilter.MOMENTS)
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsCorrelation()

@@ -24,7 +24,6 @@ from .data import camcan_paths, read_camcan_subjects
 REGIONAL_CELLS = (4, 6)   # cell sizes (2 mm voxels: 8 and 12 mm) compared for approach A
 FEATURE_VERSION = 4       # bumped when the cache's content changes (rebuilt automatically); 4: rigid registration
 IXI_SETS = ("ixi120", "ixi10")   # ixi120: training (with a validation part); ixi10: held out
-IXI_REGISTRATION = "rigid"       # how preprocessing.register_to_template brings heads into model space
 
 
 def read_ixi_subjects(ixi_dir) -> list[dict]:
@@ -39,14 +38,15 @@ def read_ixi_subjects(ixi_dir) -> list[dict]:
 def ixi_model_space(data_root, cache_path, sets=IXI_SETS, log=print) -> dict:
     """Each IXI whole head of ``sets`` brought into model space by the raw-scan path (before
     intensity harmonisation, which needs the ResUNet): ``subject_id, set, age, sex, image``
-    (float16, model space), ``similarity``, ``registration`` (:data:`IXI_REGISTRATION`). Cached in
-    ``cache_path`` (.npz); a cache made with another registration is rebuilt."""
+    (float16, model space), ``similarity``, ``registration`` (the pipeline's,
+    :data:`~BrainAgeLib.preprocessing.REGISTRATION`). Cached in ``cache_path`` (.npz); a cache
+    made with another registration is rebuilt."""
     from ..io import read_image
-    from ..preprocessing import preprocess
+    from ..preprocessing import REGISTRATION, preprocess
     cache_path = Path(cache_path)
     if cache_path.exists():
         cached = dict(np.load(cache_path))
-        if str(cached.get("registration", "affine")) == IXI_REGISTRATION:
+        if str(cached.get("registration", "affine")) == REGISTRATION:
             return cached
         log(f"{cache_path} was registered otherwise: rebuilding it")
     out = {k: [] for k in ("subject_id", "set", "age", "sex", "image", "similarity")}
@@ -64,7 +64,7 @@ def ixi_model_space(data_root, cache_path, sets=IXI_SETS, log=print) -> dict:
             if (i + 1) % 10 == 0:
                 log(f"{s}: {i + 1}/{len(rows)} in model space ({time.time() - t0:.0f} s)")
     arrays = {k: np.asarray(v) for k, v in out.items()}
-    arrays["registration"] = np.asarray(IXI_REGISTRATION)
+    arrays["registration"] = np.asarray(REGISTRATION)
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache_path, **arrays)
     return arrays
