@@ -51,11 +51,11 @@ def space_path(variant: str) -> Path:
 
 def build(variant: str, data: Path) -> None:
     from BrainAgeLib.training.features import ixi_model_space
-    pp.register_to_template = VARIANTS[variant]
+    pipeline_name, pp.REGISTRATION = pp.REGISTRATION, variant    # the default transform and the cache's label
     try:
         ixi_model_space(data, space_path(variant), log=lambda m: print(m, flush=True))
     finally:
-        pp.register_to_template = PIPELINE_REGISTRATION
+        pp.REGISTRATION = pipeline_name
 
 
 def measure(variant: str, age_dir: Path, cnn_camcan: Path) -> None:
