@@ -232,12 +232,15 @@ def looks_skull_stripped(image: sitk.Image) -> bool:
     return nonzero_ml < SKULL_STRIPPED_MAX_ML and (arr == 0).mean() > SKULL_STRIPPED_MIN_ZERO
 
 
-def fit_bias_field(image: sitk.Image, mask: sitk.Image | None = None,
-                   fit_spacing: float = N4_FIT_SPACING_MM,
-                   iterations: tuple[int, ...] = N4_ITERATIONS) -> sitk.N4BiasFieldCorrectionImageFilter | None:
-    """N4 fitted to ``image`` on a copy shrunk to about ``fit_spacing`` mm, inside ``mask``
-    (default: voxels above the 20th percentile of the non-zero ones); None when the mask is empty
-    there. :func:`remove_bias_field` applies it to any grid over the same head."""
+def n4_bias_correct(image: sitk.Image, mask: sitk.Image | None = None,
+                    fit_spacing: float = N4_FIT_SPACING_MM,
+                    iterations: tuple[int, ...] = N4_ITERATIONS) -> sitk.Image:
+    """N4 bias-field correction (float32, same grid).
+
+    The field is fitted on a copy shrunk to about ``fit_spacing`` mm, inside ``mask`` (the brain;
+    default: voxels above the 20th percentile of the non-zero ones), and applied at full
+    resolution through ``GetLogBiasFieldAsImage``: the field is smooth, so little is lost.
+    """
     img = sitk.Cast(image, sitk.sitkFloat32)
     if mask is None:
         arr = sitk.GetArrayViewFromImage(img)
@@ -248,27 +251,13 @@ def fit_bias_field(image: sitk.Image, mask: sitk.Image | None = None,
     small = sitk.Shrink(img, shrink)
     small_mask = sitk.Shrink(mask, shrink)
     if not sitk.GetArrayViewFromImage(small_mask).any():
-        return None
+        return img
     n4 = sitk.N4BiasFieldCorrectionImageFilter()
     n4.SetMaximumNumberOfIterations(list(iterations))
     n4.SetConvergenceThreshold(1e-4)
     n4.Execute(small, small_mask)
-    return n4
-
-
-def remove_bias_field(image: sitk.Image, n4) -> sitk.Image:
-    """``image`` (float32) divided by the fitted bias field evaluated on its own grid."""
-    img = sitk.Cast(image, sitk.sitkFloat32)
-    if n4 is None:
-        return img
-    return sitk.Cast(img / sitk.Exp(n4.GetLogBiasFieldAsImage(img)), sitk.sitkFloat32)
-
-
-def n4_bias_correct(image: sitk.Image, mask: sitk.Image | None = None,
-                    fit_spacing: float = N4_FIT_SPACING_MM,
-                    iterations: tuple[int, ...] = N4_ITERATIONS) -> sitk.Image:
-    """N4 bias-field correction (float32, same grid)."""
-    return remove_bias_field(image, fit_bias_field(image, mask, fit_spacing, iterations))
+    log_field = n4.GetLogBiasFieldAsImage(img)
+    return sitk.Cast(img / sitk.Exp(log_field), sitk.sitkFloat32)
 
 
 def bias_field_sd(image: sitk.Image, corrected: sitk.Image, mask: sitk.Image) -> float:
@@ -419,30 +408,6 @@ def tissue_contrast_similarity(image: sitk.Image, template: sitk.Image, erode_vo
     return float(np.corrcoef(a, t)[0, 1])
 
 
-# EXPERIMENT (scripts/resampling_experiment.py): "input" resamples the model-space image from the
-# scan on its own grid (anti-aliased, bias field of the working copy, masked), "work" from the
-# working copy (the shipped behaviour).
-RESAMPLE_FROM = "input"
-
-
-def _model_space_source(oriented, work, brain, brain_mask, field):
-    if oriented.GetSize() == work.GetSize() and np.allclose(oriented.GetSpacing(), work.GetSpacing()):
-        return brain
-    bbox = np.argwhere(sitk.GetArrayViewFromImage(brain_mask) > 0)
-    lo_idx, hi_idx = bbox.min(0)[::-1], bbox.max(0)[::-1]
-    corners = [work.TransformContinuousIndexToPhysicalPoint([float(c) for c in (x, y, z)])
-               for x in (lo_idx[0], hi_idx[0]) for y in (lo_idx[1], hi_idx[1]) for z in (lo_idx[2], hi_idx[2])]
-    idx = np.array([oriented.TransformPhysicalPointToContinuousIndex(p) for p in corners])
-    margin = np.ceil(10.0 / np.array(oriented.GetSpacing())).astype(int)
-    lo = np.maximum(np.floor(idx.min(0)).astype(int) - margin, 0)
-    hi = np.minimum(np.ceil(idx.max(0)).astype(int) + margin + 1, np.array(oriented.GetSize()))
-    fine = sitk.RegionOfInterest(sitk.Cast(oriented, sitk.sitkFloat32), [int(v) for v in hi - lo],
-                                 [int(v) for v in lo])
-    spacing = work.GetSpacing()[0]
-    fine = remove_bias_field(smooth_to_spacing(fine, (spacing,) * 3), field)
-    return sitk.Mask(fine, _mask_to_grid(brain_mask, fine))
-
-
 def _mask_to_grid(mask: sitk.Image, reference: sitk.Image) -> sitk.Image:
     """A binary mask on another grid: linear interpolation then 0.5 threshold (smooth edges
     on finer grids), nearest neighbour when the grids are the same."""
@@ -510,8 +475,7 @@ def preprocess(image: sitk.Image, skull_stripped: bool | None = None,
                          if not stripped else
                          f"the skull-stripped input holds only {brain_ml:.0f} ml of non-zero voxels")
     report(0.45, "bias correction (N4)")
-    field = fit_bias_field(work, brain_mask)
-    brain = sitk.Mask(remove_bias_field(work, field), brain_mask)
+    brain = sitk.Mask(n4_bias_correct(work, brain_mask), brain_mask)
     report(0.65, "registration to the template")
     b = sitk.GetArrayViewFromImage(brain)
     scale = float(np.percentile(b[b > 0], NORM_PERCENTILE))
@@ -520,8 +484,7 @@ def preprocess(image: sitk.Image, skull_stripped: bool | None = None,
     report(0.9, "resampling to model space")
     # cubic B-spline, not linear: the training images were never re-interpolated, and the blur of
     # linear interpolation made brains look older (ixi10 age MAE 9.0 -> 4.6 years)
-    source = brain if RESAMPLE_FROM == "work" else _model_space_source(oriented, work, brain, brain_mask, field)
-    resampled = sitk.Resample(source, template, transform, sitk.sitkBSpline, 0.0, sitk.sitkFloat32)
+    resampled = sitk.Resample(brain, template, transform, sitk.sitkBSpline, 0.0, sitk.sitkFloat32)
     out = sitk.GetImageFromArray(normalize_intensity(sitk.GetArrayViewFromImage(resampled)))
     out.CopyInformation(template)
     sim = template_similarity(out, template)
