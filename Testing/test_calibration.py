@@ -45,6 +45,10 @@ def test_age_calibration_shrinks_the_slope_and_needs_a_span():
     assert abs(np.mean(corrected - age)) < 1.5
     narrow = SiteCalibration().fit_ages(pred[:6], age[:6])   # 20-36 years: offset only
     assert narrow.slope == 1.0
+    # the offset's standard error (years): 0 for exact gaps, about 1.25 SD / sqrt(n) for noisy ones
+    assert SiteCalibration().fit_ages(age + 3, age).offset_se == pytest.approx(0.0, abs=1e-9)
+    noisy = SiteCalibration().fit_ages(age + np.random.default_rng(0).normal(0, 5, age.size), age)
+    assert 0.8 < noisy.offset_se < 2.5
     with pytest.raises(ValueError, match="at least 5 controls"):
         SiteCalibration().fit_ages(pred[:3], age[:3])
     assert cal.correct_age(None) is None

@@ -1,7 +1,9 @@
 """The `brainage predict` contract (DESIGN.md): columns, exit codes, batches, labels, checksums."""
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import os
 import shutil
@@ -169,6 +171,22 @@ def test_site_offset_from_controls_then_applied(batch, tmp_path):
     site = tmp_path / "site.json"
     assert cli.main(["site-offset", str(controls), "--output", str(site)]) == 0
     assert json.loads(site.read_text())["offset_years"] == pytest.approx(8.0)
+    # an offset within two standard errors of 0 is written too, with a warning
+    noisy = tmp_path / "noisy.csv"
+    with open(noisy, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        for gap, age in ((-6, 40), (5, 45), (1, 41), (-3, 50), (7, 46), (-2, 44)):
+            w.writerow({**{c: "" for c in COLUMNS}, "input": f"n{age}.nii.gz", "predicted_age": age + gap,
+                        "chronological_age": age, "qc": "ok"})
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert cli.main(["site-offset", str(noisy), "--output", str(tmp_path / "noisy.json")]) == 0
+    assert "within two standard errors" in err.getvalue()
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert cli.main(["site-offset", str(controls), "--output", str(tmp_path / "again.json")]) == 0
+    assert "standard errors" not in err.getvalue()
     # too few controls: a clear error, exit 1
     assert cli.main(["site-offset", str(batch["tmp"] / "results.csv"), "-o", str(tmp_path / "x.json")]) == 1
     out = tmp_path / "moved.csv"

@@ -95,6 +95,7 @@ class SiteCalibration:
         self.slope, self.intercept, self.n = float(slope), float(intercept), int(n)
         self.age_range = tuple(float(a) for a in age_range)
         self.cell = int(cell)
+        self.offset_se = math.nan     # set by fit_ages
 
     # -- features
     def fit_features(self, X, age, reference: FeatureReference) -> "SiteCalibration":
@@ -152,6 +153,8 @@ class SiteCalibration:
             b = float(np.clip(w * b_fit + (1 - w) * 1.0, 0.5, 1.5))
         self.slope = b
         self.intercept = float(np.median(p - b * a))     # robust offset
+        # standard error of that median (years), for the message of `brainage calibrate-site`
+        self.offset_se = 1.2533 * 1.4826 * float(np.median(np.abs(p - b * a - self.intercept))) / math.sqrt(p.size)
         return self
 
     def correct_age(self, age):

@@ -355,8 +355,19 @@ def cmd_calibrate_site(args) -> int:
                                log=lambda m: print(m, file=sys.stderr, flush=True))
     Path(args.output).write_text(json.dumps(cal.to_dict()) + "\n")
     print(f"site calibration from {cal.n} controls (ages {cal.age_range[0]:.0f}-{cal.age_range[1]:.0f}): "
-          f"age slope {cal.slope:.2f}, offset {cal.offset:+.2f} years at their mean age; wrote {args.output}")
+          f"age slope {cal.slope:.2f}, offset {cal.offset:+.2f} ± {cal.offset_se:.2f} years at their mean age; "
+          f"wrote {args.output}")
+    _warn_small_offset(cal.offset, cal.offset_se, cal.n)
     return 0
+
+
+def _warn_small_offset(offset: float, se: float, n: int) -> None:
+    """A warning (stderr) when a fitted site offset lies within two standard errors of 0."""
+    if abs(offset) < 2 * se:
+        print(f"warning: the offset ({offset:+.2f} years) is within two standard errors ({se:.2f}) of 0: "
+              f"with {n} controls it is mostly sampling error, and on held-out scans such an offset "
+              "costs more accuracy than it gains. Add controls, or predict without it "
+              "(README: How many controls)", file=sys.stderr)
 
 
 def cmd_site_offset(args) -> int:
@@ -371,8 +382,9 @@ def cmd_site_offset(args) -> int:
     site = SiteOffset().fit([float(r["predicted_age"]) for r in rows],
                            [float(r["chronological_age"]) for r in rows])
     Path(args.output).write_text(json.dumps(site.to_dict(), indent=1) + "\n")
-    print(f"site offset {site.offset:+.2f} years (median gap of {site.n} controls, MAD {site.mad:.2f}); "
-          f"wrote {args.output}")
+    print(f"site offset {site.offset:+.2f} ± {site.standard_error:.2f} years (median gap of {site.n} controls, "
+          f"MAD {site.mad:.2f}); wrote {args.output}")
+    _warn_small_offset(site.offset, site.standard_error, site.n)
     return 0
 
 

@@ -193,6 +193,13 @@ class SiteOffset:
         self.mad = float(np.median(np.abs(gap - self.offset)))
         return self
 
+    @property
+    def standard_error(self) -> float:
+        """Standard error (years) of the offset, a median of ``n`` gaps: 1.2533 x 1.4826 x MAD /
+        sqrt(n) for normal gaps. An offset within two of them of 0 is mostly sampling error:
+        applying it is more likely to cost accuracy than to gain it (README, *How many controls*)."""
+        return 1.2533 * 1.4826 * self.mad / math.sqrt(self.n) if self.n else math.inf
+
     def offset_age(self, age: float | None) -> float | None:
         """``age`` (years) minus the site's offset; None stays None."""
         return None if age is None else float(age) - self.offset
