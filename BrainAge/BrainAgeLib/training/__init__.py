@@ -9,6 +9,7 @@
 - :mod:`.cnn`: approach B's CNN (``brainage train-cnn``)
 - :mod:`.age_model`: approach A, bias correction and the ensemble (``brainage train-age-model``)
 - :mod:`.tissue_definition`: the map to DLMUSE's tissues (``brainage train-tissue-definition``)
+- :mod:`.thick_slices`: the ensemble's weights for thick-slice scans (``brainage train-thick-slice-weights``)
 
 Every setting is logged next to what it trains, so that one command reproduces it.
 """
