@@ -103,6 +103,19 @@ def cmd_train_age_model(args) -> int:
     return 0
 
 
+def cmd_train_thick_slice_weights(args) -> int:
+    from .training.thick_slices import train_thick_slice_weights
+    path = train_thick_slice_weights(args.data, args.out, n_camcan=args.n_camcan, n_ixi=args.n_ixi,
+                                     measured_csv=args.from_csv, log=lambda m: print(m, flush=True))
+    print(f"wrote {path}")
+    if args.ship:
+        import json
+        doc = json.loads(path.read_text())
+        _ship({path.name: path}, {"training": ", ".join(doc["subjects"]) + " (thick-slice copies)",
+                                  "weight_volumes": doc["weight_volumes"], "fitted_for": doc["fitted_for"]})
+    return 0
+
+
 def cmd_build_template(args) -> int:
     from .training import build_template
     out = Path(args.out)
@@ -294,6 +307,13 @@ def add_training_commands(sub) -> None:
                     "e.g. noise_snr20 thick5mm_axial lesion_45ml)")
     rb.add_argument("--seed", type=int, default=20261123)
     rb.set_defaults(func=cmd_evaluate_robustness)
+    tw = training("train-thick-slice-weights", cmd_train_thick_slice_weights,
+                  "weigh A and B for thick-slice scans, per slice orientation (after train-age-model)",
+                  "runs/thick-slices")
+    tw.add_argument("--n-camcan", type=int, default=10, help="Cam-CAN reg_train subjects (training part)")
+    tw.add_argument("--n-ixi", type=int, default=8, help="ixi120 subjects (training part)")
+    tw.add_argument("--from-csv", metavar="CSV", help="refit from an earlier run's thick_slices.csv "
+                    "(the same models) instead of measuring again (~25 min)")
     es = sub.add_parser("evaluate-sites", help="leave-one-site-out ages, calibration to a new site "
                         "from k controls, and how distinguishable the sites' features are")
     es.add_argument("--cache", default="runs/features/features.npz", help="model-space feature cache")

@@ -75,6 +75,23 @@ def load_json(name: str) -> dict:
     return json.loads(verify(name).read_text())
 
 
+THICK_SLICE_WEIGHTS = "thick_slice_weights.json"
+
+
+def load_thick_slice_weights() -> dict | None:
+    """The ensemble's weights for thick-slice scans (``brainage train-thick-slice-weights``), or
+    None when none are shipped or when they were fitted for other age models than the shipped
+    ones (their SHA256 is recorded in the file): then the usual ensemble applies."""
+    folder = models_dir()
+    files = read_manifest(folder).get("files", {})
+    if THICK_SLICE_WEIGHTS not in files:
+        return None
+    doc = json.loads(verify(THICK_SLICE_WEIGHTS, folder).read_text())
+    if any(files.get(name, {}).get("sha256") != digest for name, digest in doc.get("fitted_for", {}).items()):
+        return None
+    return doc
+
+
 @lru_cache(maxsize=4)
 def _load_resunet(folder: str):
     import torch

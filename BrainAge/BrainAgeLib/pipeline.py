@@ -13,7 +13,7 @@ from . import models
 from .io import InputError, read_image_qc, validate_image
 from .preprocessing import harmonize_intensities, preprocess, tissue_medians, to_input_grid
 from .qc import (contrast_qc, edge_sharpness, focal_qc, grey_white_contrast_qc, noise_qc, sharpness_qc,
-                 unexpected_csf_ml, wm_snr)
+                 slice_geometry, unexpected_csf_ml, wm_snr)
 from .segmentation import segment_array
 from .volumes import tissue_volumes_ml, volume_qc
 
@@ -159,7 +159,8 @@ def predict(image: str | os.PathLike | sitk.Image, *, skull_stripped: bool | Non
     report(0.8, "estimating age")
     from .regression import predict_ages
     ages = predict_ages(prob, sitk.GetArrayViewFromImage(prep.image), volumes, approach=approach,
-                        device=dev, calibration=site_calibration, chronological_age=chronological_age)
+                        device=dev, calibration=site_calibration, chronological_age=chronological_age,
+                        slices=slice_geometry(img))
     qc += ages["qc"]
     report(1.0, "done")
     return BrainAgeResult(

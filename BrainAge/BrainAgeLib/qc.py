@@ -96,6 +96,21 @@ MAX_SLICE_MM = 2.5            # thicker voxels than this get a warning (see READ
 # 3.5 (axial) to 7.3 (coronal) years on average, so 3 mm is warned about (it was 3.0, exclusive).
 
 
+SLICE_ORIENTATIONS = ("sagittal", "coronal", "axial")   # slices across L-R, A-P, S-I (LPS x, y, z)
+
+
+def slice_geometry(image: sitk.Image, maximum: float = MAX_SLICE_MM) -> tuple[str, float] | None:
+    """``(orientation, thickness_mm)`` of a thick-slice input: the orientation of the slices
+    across its thickest voxel side (the anatomical axis closest to that image axis) and that
+    side in mm; None when no side exceeds ``maximum`` mm."""
+    spacing = np.array(image.GetSpacing())
+    axis = int(spacing.argmax())
+    if spacing[axis] <= maximum + 1e-3:
+        return None
+    direction = np.abs(np.array(image.GetDirection()).reshape(3, 3))   # columns: image axes
+    return SLICE_ORIENTATIONS[int(direction[:, axis].argmax())], float(spacing[axis])
+
+
 def geometry_qc(image: sitk.Image, maximum: float = MAX_SLICE_MM) -> list[str]:
     """A warning when the input's thickest voxel side exceeds ``maximum`` mm: thick slices lose
     the cortex's shape along one axis, which moves the ages more than anything else measured."""

@@ -286,7 +286,8 @@ def _load_feature_reference(folder: str):
 
 def predict_ages(prob: np.ndarray, image: np.ndarray, volumes_ml: dict | None = None,
                  approach: str = "ensemble", device: str = "cpu", calibration=None,
-                 chronological_age: float | None = None) -> dict:
+                 chronological_age: float | None = None,
+                 slices: tuple[str, float] | None = None) -> dict:
     """Ages (years) from model-space probabilities (4, z, y, x) and the normalised T1 (z, y, x).
 
     Returns ``volumes`` (A), ``cnn`` (B, None when no CNN is shipped), ``predicted_age`` (the
@@ -295,6 +296,11 @@ def predict_ages(prob: np.ndarray, image: np.ndarray, volumes_ml: dict | None = 
     disagreeing, an out-of-distribution tissue pattern, an age outside the training range).
     ``calibration``: a :class:`~BrainAgeLib.calibration.SiteCalibration` of the scanner (its
     features harmonise approach A's input; its age layer corrects every age).
+    ``slices``: ``(orientation, thickness_mm)`` of a thick-slice input
+    (:func:`~BrainAgeLib.qc.slice_geometry`): the ensemble then weighs the bias-corrected A and B
+    by the shipped thick-slice weight of that orientation
+    (:func:`~BrainAgeLib.models.load_thick_slice_weights`), recorded under ``thick_slices`` with
+    the usual ensemble's age.
     """
     from . import models
     from .qc import age_range_qc, disagreement_qc, ood_features
@@ -338,6 +344,12 @@ def predict_ages(prob: np.ndarray, image: np.ndarray, volumes_ml: dict | None = 
         e = m["ensemble"]
         raw = e["weight_volumes"] * raw_a + (1 - e["weight_volumes"]) * out["cnn_raw"]
         age, half = float(AgeBiasCorrection(**e["bias"])(raw)), e["interval_halfwidth"]
+        thick = models.load_thick_slice_weights() if slices is not None else None
+        if thick is not None and slices[0] in thick["weight_volumes"] and slices[1] > thick["applies_above_mm"]:
+            w = float(thick["weight_volumes"][slices[0]])
+            out["thick_slices"] = {"orientation": slices[0], "thickness_mm": slices[1],
+                                   "weight_volumes": w, "usual_ensemble": age}
+            age = w * out["volumes"] + (1 - w) * out["cnn"]
     elif approach == "image":
         age, half = out["cnn"], m["cnn"]["interval_halfwidth"]
     else:

@@ -1,0 +1,139 @@
+"""Ensemble weights for thick-slice scans (``brainage train-thick-slice-weights``).
+
+Thick slices (3-6 mm) move approaches A and B differently: A reads the ResUNet's tissue
+probabilities, and the ResUNet learned from thick-slice crops (TorchIO ``RandomAnisotropy``);
+B reads the image itself and never saw thick slices. Which one holds depends on the slices'
+orientation. For each orientation (sagittal, coronal, axial), the weight of A in the ensemble
+is chosen so that the thick-slice copies of training subjects (Cam-CAN ``reg_train`` and
+``ixi120``, never their validation parts, never ``test`` or ``ixi10``) keep the age their clean
+scan gets: the weight minimising the mean absolute change, over 3, 4, 5 and 6 mm slices.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+THICKNESSES_MM = (3.0, 4.0, 5.0, 6.0)
+ORIENTATIONS = ("sagittal", "coronal", "axial")
+WEIGHT_GRID = tuple(np.round(np.linspace(0.0, 1.0, 21), 2))
+COLUMNS = ["set", "subject_id", "age", "orientation", "thickness_mm", "ensemble", "volumes", "cnn", "qc"]
+
+
+def training_subjects(data_dir, n_camcan: int = 10, n_ixi: int = 8, seed: int = 20261123) -> list[dict]:
+    """``n_camcan`` Cam-CAN ``reg_train`` and ``n_ixi`` ``ixi120`` subjects spread over the age
+    range, drawn from the age models' training parts (the validation parts of
+    :func:`~BrainAgeLib.training.features.split_validation` with the CNN's defaults are left out)."""
+    from .cnn import CNNConfig
+    from .data import camcan_paths, read_camcan_subjects
+    from .features import split_validation
+    cfg = CNNConfig()
+    data_dir = Path(data_dir)
+    out = []
+    cam = [r for r in read_camcan_subjects(data_dir / "camcan") if r["split"] == "reg_train"]
+    train_ids = set(split_validation([r["subject_id"] for r in cam], cfg.n_val, cfg.split_seed)[0])
+    cam = sorted((r for r in cam if r["subject_id"] in train_ids), key=lambda r: (float(r["age"]), r["subject_id"]))
+    for r in cam[::max(1, len(cam) // n_camcan)][:n_camcan]:
+        out.append({"set": "camcan", "subject_id": r["subject_id"], "age": float(r["age"]),
+                    "image": camcan_paths(data_dir / "camcan", r["subject_id"])["image"]})
+    with open(data_dir / "ixi120" / "subjects.csv", newline="") as f:
+        ixi = list(csv.DictReader(f))
+    train_ids = set(split_validation([r["subject_id"] for r in ixi], cfg.n_val_ixi, cfg.split_seed)[0])
+    ixi = sorted((r for r in ixi if r["subject_id"] in train_ids), key=lambda r: (float(r["age"]), r["subject_id"]))
+    for r in ixi[::max(1, len(ixi) // n_ixi)][:n_ixi]:
+        out.append({"set": "ixi120", "subject_id": r["subject_id"], "age": float(r["age"]),
+                    "image": data_dir / "ixi120" / "t1" / f"{r['subject_id']}_T1.nii.gz"})
+    return out
+
+
+def measure_thick_slices(subjects: list[dict], out_csv, log: Callable[[str], None] = print) -> list[dict]:
+    """The shipped models' ensemble, A and B ages (years) of each subject's clean scan and of
+    its thick-slice copies (:func:`~BrainAgeLib.degrade.thick_slices`, every orientation and
+    thickness), the ensemble with its usual weight (whatever thick-slice weights are shipped);
+    one CSV row each, written as it goes."""
+    from .. import degrade, pipeline
+    from ..io import read_image
+    rows = []
+    t0 = time.time()
+    with open(out_csv, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for i, s in enumerate(subjects):
+            image = read_image(s["image"])
+            acquisitions = [("clean", 0.0)] + [(o, t) for o in ORIENTATIONS for t in THICKNESSES_MM]
+            for orientation, mm in acquisitions:
+                scan = image if orientation == "clean" else degrade.thick_slices(image, mm, orientation)
+                r = pipeline.predict(scan, device="cpu")
+                usual = r.age_details.get("thick_slices", {}).get("usual_ensemble", r.predicted_age)
+                row = {"set": s["set"], "subject_id": s["subject_id"], "age": s["age"],
+                       "orientation": orientation, "thickness_mm": mm,
+                       "ensemble": round(usual, 3), "volumes": round(r.predicted_age_volumes, 3),
+                       "cnn": round(r.predicted_age_cnn, 3), "qc": r.qc_text}
+                rows.append(row)
+                writer.writerow(row)
+                f.flush()
+            log(f"{i + 1}/{len(subjects)} {s['set']} {s['subject_id']} ({time.time() - t0:.0f} s)")
+    return rows
+
+
+def fit_thick_slice_weights(rows: list[dict]) -> dict:
+    """Per orientation, A's weight in the ensemble of bias-corrected ages (``w * A + (1 - w) * B``)
+    that keeps thick-slice copies closest to their clean scan's ensemble age (least mean absolute
+    change over :data:`WEIGHT_GRID`), with the mean absolute change at that weight and with the
+    usual ensemble."""
+    clean = {r["subject_id"]: float(r["ensemble"]) for r in rows if r["orientation"] == "clean"}
+    out = {}
+    for o in ORIENTATIONS:
+        sel = [r for r in rows if r["orientation"] == o and r["subject_id"] in clean]
+        if not sel:
+            continue
+        a = np.array([float(r["volumes"]) for r in sel])
+        b = np.array([float(r["cnn"]) for r in sel])
+        ref = np.array([clean[r["subject_id"]] for r in sel])
+        usual = np.array([float(r["ensemble"]) for r in sel])
+        losses = [float(np.mean(np.abs(w * a + (1 - w) * b - ref))) for w in WEIGHT_GRID]
+        best = int(np.argmin(losses))
+        out[o] = {"weight_volumes": float(WEIGHT_GRID[best]), "mean_abs_change": round(losses[best], 3),
+                  "mean_abs_change_usual_ensemble": round(float(np.mean(np.abs(usual - ref))), 3),
+                  "n_scans": len(sel)}
+    return out
+
+
+def train_thick_slice_weights(data_dir, out_dir, n_camcan: int = 10, n_ixi: int = 8,
+                              measured_csv=None, log: Callable[[str], None] = print) -> Path:
+    """Measure (:func:`measure_thick_slices`) and fit (:func:`fit_thick_slice_weights`); writes
+    ``thick_slices.csv`` and ``thick_slice_weights.json`` (the weights, the slice thickness from
+    which they apply, and the SHA256 of the age models they were fitted for) into ``out_dir``.
+    ``measured_csv``: refit from an earlier measurement of the same models instead (its rows)."""
+    from .. import models
+    from ..qc import MAX_SLICE_MM
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if measured_csv is not None:
+        with open(measured_csv, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        subjects = [{"set": k.split(":")[0], "subject_id": k.split(":")[1]}
+                    for k in dict.fromkeys(f"{r['set']}:{r['subject_id']}" for r in rows)]
+        log(f"{measured_csv}: {len(rows)} scans of {len(subjects)} subjects")
+    else:
+        subjects = training_subjects(data_dir, n_camcan, n_ixi)
+        rows = measure_thick_slices(subjects, out / "thick_slices.csv", log)
+    fit = fit_thick_slice_weights(rows)
+    for o, v in fit.items():
+        log(f"{o}: weight of A {v['weight_volumes']:.2f}, mean |age change| {v['mean_abs_change']:.2f} "
+            f"(usual ensemble {v['mean_abs_change_usual_ensemble']:.2f}), {v['n_scans']} scans")
+    manifest = models.read_manifest()["files"]
+    doc = {"created": time.strftime("%Y-%m-%d"),
+           "applies_above_mm": MAX_SLICE_MM,
+           "weight_volumes": {o: v["weight_volumes"] for o, v in fit.items()},
+           "fit": fit,
+           "fitted_for": {name: manifest[name]["sha256"] for name in ("age_model.json", "age_cnn.safetensors")},
+           "subjects": [f"{s['set']}:{s['subject_id']}" for s in subjects],
+           "thicknesses_mm": list(THICKNESSES_MM)}
+    path = out / "thick_slice_weights.json"
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return path
