@@ -105,7 +105,7 @@ def cmd_train_age_model(args) -> int:
 
 def cmd_train_thick_slice_weights(args) -> int:
     from .training.thick_slices import train_thick_slice_weights
-    path = train_thick_slice_weights(args.data, args.out, n_camcan=args.n_camcan, n_ixi=args.n_ixi,
+    path = train_thick_slice_weights(args.data, args.out, n_subjects=args.n,
                                      measured_csv=args.from_csv, log=lambda m: print(m, flush=True))
     print(f"wrote {path}")
     if args.ship:
@@ -310,8 +310,8 @@ def add_training_commands(sub) -> None:
     tw = training("train-thick-slice-weights", cmd_train_thick_slice_weights,
                   "weigh A and B for thick-slice scans, per slice orientation (after train-age-model)",
                   "runs/thick-slices")
-    tw.add_argument("--n-camcan", type=int, default=10, help="Cam-CAN reg_train subjects (training part)")
-    tw.add_argument("--n-ixi", type=int, default=8, help="ixi120 subjects (training part)")
+    tw.add_argument("--n", type=int, default=12, help="Cam-CAN seg_train/seg_val subjects (never seen by "
+                    "the age models), spread over the ages")
     tw.add_argument("--from-csv", metavar="CSV", help="refit from an earlier run's thick_slices.csv "
                     "(the same models) instead of measuring again (~25 min)")
     es = sub.add_parser("evaluate-sites", help="leave-one-site-out ages, calibration to a new site "
