@@ -61,6 +61,23 @@ def test_fit_picks_the_approach_that_holds_per_orientation():
     assert fit["coronal"]["weight_volumes"] == 1.0 and fit["axial"]["weight_volumes"] == 0.0
     for o in fit.values():
         assert o["n_scans"] == 24 and o["mean_abs_change"] < o["mean_abs_change_usual_ensemble"]
+        assert o["apply"] and o["gain_ci95"][0] > 0
+
+
+def test_a_gain_the_subjects_cannot_tell_from_chance_is_not_applied():
+    """When A and B err alike, the best weight gains nothing clear over the usual ensemble: its
+    95 % interval over subjects includes 0 and the orientation keeps the usual ensemble."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(8):
+        clean = 30.0 + 6 * i
+        rows.append({"subject_id": f"s{i}", "orientation": "clean", "ensemble": clean})
+        for mm in (3, 4, 5, 6):
+            a, b = clean + rng.normal(0, 3), clean + rng.normal(0, 3)
+            rows.append({"subject_id": f"s{i}", "orientation": "sagittal", "volumes": a, "cnn": b,
+                         "ensemble": 0.2 * a + 0.8 * b})
+    fit = fit_thick_slice_weights(rows)["sagittal"]
+    assert fit["gain_ci95"][0] <= 0 and not fit["apply"]
 
 
 def test_refit_from_a_measurement_and_ship(tmp_path, monkeypatch):
@@ -127,5 +144,7 @@ def test_shipped_thick_slice_weights_belong_to_the_shipped_age_models():
     """Retraining A or B without refitting the thick-slice weights would silently drop them."""
     doc = models.load_thick_slice_weights()
     assert doc is not None
-    assert set(doc["weight_volumes"]) == {"sagittal", "coronal", "axial"}
+    assert set(doc["weight_volumes"]) <= {"sagittal", "coronal", "axial"}
     assert all(0.0 <= w <= 1.0 for w in doc["weight_volumes"].values())
+    for o, fit in doc["fit"].items():      # shipped exactly where the gain was clear
+        assert (o in doc["weight_volumes"]) == fit["apply"]

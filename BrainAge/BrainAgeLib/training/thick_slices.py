@@ -7,7 +7,7 @@ orientation. For each orientation (sagittal, coronal, axial), the weight of A in
 is chosen so that the thick-slice copies of subjects neither age model saw (Cam-CAN
 ``seg_train``/``seg_val``, :func:`held_out_subjects`; never ``test`` or ``ixi10``) keep the age
 their clean scan gets: the weight minimising the mean absolute change over 3, 4, 5 and 6 mm
-slices.
+slices, shipped only where its gain over the usual ensemble is clear across those subjects.
 """
 from __future__ import annotations
 
@@ -70,12 +70,16 @@ def measure_thick_slices(subjects: list[dict], out_csv, log: Callable[[str], Non
     return rows
 
 
-def fit_thick_slice_weights(rows: list[dict]) -> dict:
+def fit_thick_slice_weights(rows: list[dict], n_boot: int = 5000, seed: int = 0) -> dict:
     """Per orientation, A's weight in the ensemble of bias-corrected ages (``w * A + (1 - w) * B``)
     that keeps thick-slice copies closest to their clean scan's ensemble age (least mean absolute
     change over :data:`WEIGHT_GRID`), with the mean absolute change at that weight and with the
-    usual ensemble."""
+    usual ensemble, and the gain's 95 % bootstrap interval over subjects (``n_boot`` resamples).
+    ``apply`` is True only when that interval lies above 0: a gain the subjects cannot tell from
+    chance is not worth changing the ensemble for (the same rule as a site offset within two
+    standard errors of 0)."""
     clean = {r["subject_id"]: float(r["ensemble"]) for r in rows if r["orientation"] == "clean"}
+    rng = np.random.default_rng(seed)
     out = {}
     for o in ORIENTATIONS:
         sel = [r for r in rows if r["orientation"] == o and r["subject_id"] in clean]
@@ -84,12 +88,19 @@ def fit_thick_slice_weights(rows: list[dict]) -> dict:
         a = np.array([float(r["volumes"]) for r in sel])
         b = np.array([float(r["cnn"]) for r in sel])
         ref = np.array([clean[r["subject_id"]] for r in sel])
-        usual = np.array([float(r["ensemble"]) for r in sel])
+        usual = np.abs(np.array([float(r["ensemble"]) for r in sel]) - ref)
         losses = [float(np.mean(np.abs(w * a + (1 - w) * b - ref))) for w in WEIGHT_GRID]
         best = int(np.argmin(losses))
-        out[o] = {"weight_volumes": float(WEIGHT_GRID[best]), "mean_abs_change": round(losses[best], 3),
-                  "mean_abs_change_usual_ensemble": round(float(np.mean(np.abs(usual - ref))), 3),
-                  "n_scans": len(sel)}
+        w = float(WEIGHT_GRID[best])
+        gain = usual - np.abs(w * a + (1 - w) * b - ref)
+        ids = np.array([r["subject_id"] for r in sel])
+        per_subject = np.array([gain[ids == s].mean() for s in dict.fromkeys(ids)])
+        boots = [per_subject[rng.integers(0, per_subject.size, per_subject.size)].mean() for _ in range(n_boot)]
+        ci = (float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5)))
+        out[o] = {"weight_volumes": w, "mean_abs_change": round(losses[best], 3),
+                  "mean_abs_change_usual_ensemble": round(float(usual.mean()), 3),
+                  "gain_ci95": [round(c, 3) for c in ci], "apply": bool(ci[0] > 0),
+                  "n_scans": len(sel), "n_subjects": int(per_subject.size)}
     return out
 
 
@@ -115,11 +126,13 @@ def train_thick_slice_weights(data_dir, out_dir, n_subjects: int = 12,
     fit = fit_thick_slice_weights(rows)
     for o, v in fit.items():
         log(f"{o}: weight of A {v['weight_volumes']:.2f}, mean |age change| {v['mean_abs_change']:.2f} "
-            f"(usual ensemble {v['mean_abs_change_usual_ensemble']:.2f}), {v['n_scans']} scans")
+            f"(usual ensemble {v['mean_abs_change_usual_ensemble']:.2f}; gain 95 % interval "
+            f"{v['gain_ci95'][0]:+.2f} to {v['gain_ci95'][1]:+.2f}: {'applied' if v['apply'] else 'not applied'}), "
+            f"{v['n_scans']} scans")
     manifest = models.read_manifest()["files"]
     doc = {"created": time.strftime("%Y-%m-%d"),
            "applies_above_mm": MAX_SLICE_MM,
-           "weight_volumes": {o: v["weight_volumes"] for o, v in fit.items()},
+           "weight_volumes": {o: v["weight_volumes"] for o, v in fit.items() if v["apply"]},
            "fit": fit,
            "fitted_for": {name: manifest[name]["sha256"] for name in ("age_model.json", "age_cnn.safetensors")},
            "subjects": [f"{s['set']}:{s['subject_id']}" for s in subjects],
