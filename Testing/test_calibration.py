@@ -113,3 +113,24 @@ def test_coarse_cells_of_the_cache_equal_the_24mm_fractions():
     prob[:, :, :40] *= 3                       # not uniform: a misplaced cell would show
     cache = {"regional_c6": regional_fractions(prob, 6)[None]}
     assert np.allclose(coarse_cells(cache, np.array([0]))[0], regional_fractions(prob, 12), rtol=1e-5, atol=1e-9)
+
+
+def test_calibrate_from_real_scans_thick_slices_included():
+    """`calibrate_from_scans` on five real IXI scans (two heads, a 1.5 mm copy, a coronal 5 mm and
+    an axial 5 mm copy): features and ages calibrated from all five, thick-slice controls read with
+    the ensemble predict() gives them, and the offset's standard error finite."""
+    from pathlib import Path
+    import SimpleITK as sitk
+    from BrainAgeLib import degrade
+    from BrainAgeLib.calibration import calibrate_from_scans
+    from BrainAgeLib.io import read_image
+    data = Path(__file__).resolve().parent / "data"
+    heads = [read_image(data / f"IXI01{i}_T1.nii.gz") for i in ("3-HH-1212", "4-HH-1236")]
+    fine = sitk.Resample(heads[0], [int(n * 2 / 1.5) for n in heads[0].GetSize()], sitk.Transform(),
+                         sitk.sitkLinear, heads[0].GetOrigin(), (1.5,) * 3, heads[0].GetDirection(), 0.0,
+                         sitk.sitkFloat32)
+    scans = heads + [fine, degrade.thick_slices(heads[1], 5.0, "coronal"), degrade.thick_slices(heads[0], 5.0, "axial")]
+    cal = calibrate_from_scans(scans, [34.2, 34.2, 34.2, 34.2, 34.2], log=lambda m: None)
+    assert cal.has_features and cal.n == 5
+    assert np.isfinite(cal.offset_se) and cal.offset_se >= 0
+    assert abs(cal.offset) < 30

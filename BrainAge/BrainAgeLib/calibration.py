@@ -258,15 +258,17 @@ def calibrate_from_scans(scans, ages, approach: str = "ensemble", log=print) -> 
         raise RuntimeError("this installation ships no feature_reference.json: cannot calibrate features")
     reference = ref_d["_reference"]
     cell = _load_age_model(folder)["_volumes"].cell
-    feats, probs, images = [], [], []
+    from .qc import slice_geometry
+    feats, probs, images, slices = [], [], [], []
     for i, scan in enumerate(scans):
         img = validate_image(scan) if isinstance(scan, sitk.Image) else read_image(scan)
         prep, prob, _ = segment_image(img)
         feats.append(volume_features(prob, cell))
         probs.append(prob)
         images.append(sitk.GetArrayFromImage(prep.image))
+        slices.append(slice_geometry(img))     # thick-slice controls: the ensemble predict() gives them
         log(f"[{i + 1}/{len(scans)}] {scan if isinstance(scan, str) else 'image'} segmented")
     cal = SiteCalibration().fit_features(np.stack(feats), ages, reference)
-    predicted = [predict_ages(p, im, approach=approach, calibration=cal)["predicted_age"]
-                 for p, im in zip(probs, images)]
+    predicted = [predict_ages(p, im, approach=approach, calibration=cal, slices=sl)["predicted_age"]
+                 for p, im, sl in zip(probs, images, slices)]
     return cal.fit_ages(predicted, ages)

@@ -313,7 +313,7 @@ def add_training_commands(sub) -> None:
     tw.add_argument("--n", type=int, default=12, help="Cam-CAN seg_train/seg_val subjects (never seen by "
                     "the age models), spread over the ages")
     tw.add_argument("--from-csv", metavar="CSV", help="refit from an earlier run's thick_slices.csv "
-                    "(the same models) instead of measuring again (~25 min)")
+                    "(the same models) instead of measuring again (~20 min)")
     es = sub.add_parser("evaluate-sites", help="leave-one-site-out ages, calibration to a new site "
                         "from k controls, and how distinguishable the sites' features are")
     es.add_argument("--cache", default="runs/features/features.npz", help="model-space feature cache")
