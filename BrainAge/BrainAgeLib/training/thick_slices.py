@@ -4,10 +4,11 @@ Thick slices (3-6 mm) move approaches A and B differently: A reads the ResUNet's
 probabilities, and the ResUNet learned from thick-slice crops (TorchIO ``RandomAnisotropy``);
 B reads the image itself and met thick slices only in some of its degraded training copies.
 Which one holds depends on the slices' orientation. For each orientation (sagittal, coronal,
-axial), the weight of A in the ensemble is chosen so that the thick-slice copies of subjects neither age model saw (Cam-CAN
-``seg_train``/``seg_val``, :func:`held_out_subjects`; never ``test`` or ``ixi10``) keep the age
-their clean scan gets: the weight minimising the mean absolute change over 3, 4, 5 and 6 mm
-slices, shipped only where its gain over the usual ensemble is clear across those subjects.
+axial), A's weight in the ensemble is chosen so that the thick-slice copies of subjects that
+neither age model saw (Cam-CAN ``seg_train``/``seg_val``, :func:`held_out_subjects`; never
+``test`` or ``ixi10``) keep the age their clean scan gets: the weight minimising the mean
+absolute change over 3, 4, 5 and 6 mm slices, shipped only where its gain over the usual
+ensemble is clear across those subjects.
 """
 from __future__ import annotations
 
