@@ -37,7 +37,8 @@ def predict_heldout(path: Path, data: Path) -> None:
 
 
 def median_se(g: np.ndarray) -> float:
-    return 1.2533 * 1.4826 * float(np.median(np.abs(g - np.median(g)))) / np.sqrt(len(g))
+    from BrainAgeLib.calibration import median_standard_error
+    return median_standard_error(float(np.median(np.abs(g - np.median(g)))), len(g))
 
 
 def shrink(offset: float, se: float) -> float:

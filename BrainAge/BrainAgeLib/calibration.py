@@ -27,6 +27,12 @@ from pathlib import Path
 import numpy as np
 
 MIN_CONTROLS = 5
+
+
+def median_standard_error(mad: float, n: int) -> float:
+    """Standard error (years) of the median of ``n`` normal gaps whose median absolute deviation
+    is ``mad``: 1.2533 x 1.4826 x MAD / sqrt(n); infinite without controls."""
+    return 1.2533 * 1.4826 * mad / math.sqrt(n) if n else math.inf
 SLOPE_PRIOR_N = 40       # controls at which the fitted slope gets half the weight
 MIN_SPAN_YEARS = 20.0    # age span of the controls below which no slope is fitted
 
@@ -154,7 +160,7 @@ class SiteCalibration:
         self.slope = b
         self.intercept = float(np.median(p - b * a))     # robust offset
         # standard error of that median (years), for the message of `brainage calibrate-site`
-        self.offset_se = 1.2533 * 1.4826 * float(np.median(np.abs(p - b * a - self.intercept))) / math.sqrt(p.size)
+        self.offset_se = median_standard_error(float(np.median(np.abs(p - b * a - self.intercept))), p.size)
         return self
 
     def correct_age(self, age):

@@ -17,7 +17,9 @@ from typing import Callable
 import numpy as np
 import SimpleITK as sitk
 
-ORIENTATIONS = {"sagittal": 0, "coronal": 1, "axial": 2}   # thick axis: L-R, A-P, S-I (LPS x, y, z)
+from .qc import SLICE_ORIENTATIONS
+
+ORIENTATIONS = {o: i for i, o in enumerate(SLICE_ORIENTATIONS)}   # thick axis: L-R, A-P, S-I (LPS x, y, z)
 
 
 def _like(array: np.ndarray, reference: sitk.Image) -> sitk.Image:

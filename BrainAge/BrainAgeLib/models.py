@@ -82,7 +82,11 @@ def load_thick_slice_weights() -> dict | None:
     """The ensemble's weights for thick-slice scans (``brainage train-thick-slice-weights``), or
     None when none are shipped or when they were fitted for other age models than the shipped
     ones (their SHA256 is recorded in the file): then the usual ensemble applies."""
-    folder = models_dir()
+    return _load_thick_slice_weights(str(models_dir()))
+
+
+@lru_cache(maxsize=4)
+def _load_thick_slice_weights(folder: str) -> dict | None:
     files = read_manifest(folder).get("files", {})
     if THICK_SLICE_WEIGHTS not in files:
         return None

@@ -198,7 +198,8 @@ class SiteOffset:
         """Standard error (years) of the offset, a median of ``n`` gaps: 1.2533 x 1.4826 x MAD /
         sqrt(n) for normal gaps. An offset within two of them of 0 is mostly sampling error:
         applying it is more likely to cost accuracy than to gain it (README, *How many controls*)."""
-        return 1.2533 * 1.4826 * self.mad / math.sqrt(self.n) if self.n else math.inf
+        from .calibration import median_standard_error
+        return median_standard_error(self.mad, self.n)
 
     def offset_age(self, age: float | None) -> float | None:
         """``age`` (years) minus the site's offset; None stays None."""

@@ -20,8 +20,9 @@ from typing import Callable
 
 import numpy as np
 
+from ..qc import SLICE_ORIENTATIONS as ORIENTATIONS
+
 THICKNESSES_MM = (3.0, 4.0, 5.0, 6.0)
-ORIENTATIONS = ("sagittal", "coronal", "axial")
 WEIGHT_GRID = tuple(np.round(np.linspace(0.0, 1.0, 21), 2))
 COLUMNS = ["set", "subject_id", "age", "orientation", "thickness_mm", "ensemble", "volumes", "cnn", "qc"]
 
