@@ -112,7 +112,8 @@ def cmd_train_thick_slice_weights(args) -> int:
         import json
         doc = json.loads(path.read_text())
         _ship({path.name: path}, {"training": ", ".join(doc["subjects"]) + " (thick-slice copies)",
-                                  "weight_volumes": doc["weight_volumes"], "fitted_for": doc["fitted_for"]})
+                                  "weight_volumes": doc["weight_volumes"], "fitted_for": doc["fitted_for"],
+                                  "fit": doc["fit"]})
     return 0
 
 
