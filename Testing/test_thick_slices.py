@@ -14,6 +14,7 @@ from BrainAgeLib import degrade, models
 from BrainAgeLib.io import read_image
 from BrainAgeLib.pipeline import predict
 from BrainAgeLib.qc import slice_geometry
+from BrainAgeLib.regression import thick_slice_age
 from BrainAgeLib.training.thick_slices import fit_thick_slice_weights
 
 T1 = Path(__file__).resolve().parent / "data" / "IXI013-HH-1212_T1.nii.gz"
@@ -36,46 +37,68 @@ def test_slice_geometry_names_the_orientation_in_any_axis_order(image):
     assert slice_geometry(degrade.thick_slices(image, 2.4, "axial")) is None
 
 
-def _measured_rows() -> list[dict]:
-    """Rows as measure_thick_slices writes them: A holds under coronal slices, B under axial."""
+def _measured_rows(n: int = 10) -> list[dict]:
+    """Rows as measure_thick_slices writes them: under coronal slices B drifts younger by 1.5
+    years per mm but holds its rank, A scatters; under axial slices A drifts older by 2 years per
+    mm, B scatters. The usual ensemble (half and half) carries both."""
     rng = np.random.default_rng(0)
     rows = []
-    for i in range(6):
-        clean = 30.0 + 8 * i
-        rows.append({"subject_id": f"s{i}", "orientation": "clean", "ensemble": clean,
-                     "volumes": clean, "cnn": clean})
+    for i in range(n):
+        clean = 25.0 + 5 * i
+        rows.append({"subject_id": f"s{i}", "orientation": "clean", "thickness_mm": 0.0,
+                     "ensemble": clean, "volumes": clean, "cnn": clean})
         for mm in (3, 4, 5, 6):
-            drift = -1.5 * mm + rng.normal(0, 0.3)
-            rows.append({"subject_id": f"s{i}", "orientation": "coronal", "ensemble": clean + 0.8 * drift,
-                         "volumes": clean + rng.normal(0, 0.2), "cnn": clean + drift})
-            rows.append({"subject_id": f"s{i}", "orientation": "axial", "ensemble": clean + 0.2 * 2 * mm,
-                         "volumes": clean + 2 * mm, "cnn": clean + rng.normal(0, 0.2)})
+            a, b = clean + rng.normal(0, 2), clean - 1.5 * mm + rng.normal(0, 0.2)
+            rows.append({"subject_id": f"s{i}", "orientation": "coronal", "thickness_mm": mm,
+                         "ensemble": (a + b) / 2, "volumes": a, "cnn": b})
+            a, b = clean + 2 * mm + rng.normal(0, 0.2), clean + rng.normal(0, 2)
+            rows.append({"subject_id": f"s{i}", "orientation": "axial", "thickness_mm": mm,
+                         "ensemble": (a + b) / 2, "volumes": a, "cnn": b})
     return rows
 
 
-def test_fit_picks_the_approach_that_holds_per_orientation():
-    """A keeps the clean age under coronal slices, B under axial ones: the fitted weight of A is
-    1 for coronal and 0 for axial, and the fit reports the usual ensemble's change beside it."""
+def test_fit_removes_the_drift_and_picks_the_approach_that_holds_per_orientation():
+    """Each approach's drift is undone by its line per thickness (slope 1, the drift as
+    intercept); after it, B holds under coronal slices and A under axial ones, so A's weight is
+    near 0 and near 1, and the change measured out of fold (each subject left out of its own fit)
+    beats the usual ensemble's."""
     fit = fit_thick_slice_weights(_measured_rows())
     assert set(fit) == {"coronal", "axial"}
-    assert fit["coronal"]["weight_volumes"] == 1.0 and fit["axial"]["weight_volumes"] == 0.0
+    assert fit["coronal"]["weight_volumes"] <= 0.1 and fit["axial"]["weight_volumes"] >= 0.9
+    assert fit["coronal"]["intercepts_cnn"] == pytest.approx([4.5, 6, 7.5, 9], abs=0.5)
+    assert fit["coronal"]["slopes_cnn"] == pytest.approx([1] * 4, abs=0.02)
+    assert fit["axial"]["intercepts_volumes"] == pytest.approx([-6, -8, -10, -12], abs=0.5)
+    assert fit["coronal"]["thicknesses_mm"] == [3.0, 4.0, 5.0, 6.0]
     for o in fit.values():
-        assert o["n_scans"] == 24 and o["mean_abs_change"] < o["mean_abs_change_usual_ensemble"]
-        assert o["apply"] and o["gain_ci95"][0] > 0
+        assert o["n_scans"] == 40 and o["n_subjects"] == 10
+        assert o["mean_abs_change"] <= o["mean_abs_change_out_of_fold"] < 1.0 < o["mean_abs_change_usual_ensemble"]
+        assert o["apply"] and o["gain_ci95"][0] > 0 and 0 < o["residual_sd_out_of_fold"] < 1.0
+
+
+def test_thick_slice_age_interpolates_the_lines_in_thickness():
+    """Slopes and intercepts go linearly from the identity at the thickness where correction
+    starts, and hold beyond the thickest fitted; A's weight mixes the mapped ages."""
+    fit = {"weight_volumes": 0.25, "thicknesses_mm": [3.0, 5.0],
+           "slopes_volumes": [1.0, 1.2], "intercepts_volumes": [-2.0, -6.0],
+           "slopes_cnn": [1.0, 1.0], "intercepts_cnn": [4.0, 8.0]}
+    assert thick_slice_age(50, 50, 4.0, fit, 2.5) == pytest.approx(0.25 * (1.1 * 50 - 4) + 0.75 * 56)
+    assert thick_slice_age(50, 50, 2.75, fit, 2.5) == pytest.approx(0.25 * 49 + 0.75 * 52)
+    assert thick_slice_age(50, 50, 9.0, fit, 2.5) == pytest.approx(0.25 * (1.2 * 50 - 6) + 0.75 * 58)
+    assert thick_slice_age(40, 60, 4.0, {"weight_volumes": 1.0}, 2.5) == 40     # weight only
 
 
 def test_a_gain_the_subjects_cannot_tell_from_chance_is_not_applied():
-    """When A and B err alike, the best weight gains nothing clear over the usual ensemble: its
-    95 % interval over subjects includes 0 and the orientation keeps the usual ensemble."""
+    """When A and B neither drift nor differ, lines and weight gain nothing clear over the usual
+    ensemble out of fold: the interval includes 0 and the orientation keeps the usual ensemble."""
     rng = np.random.default_rng(1)
     rows = []
     for i in range(8):
         clean = 30.0 + 6 * i
-        rows.append({"subject_id": f"s{i}", "orientation": "clean", "ensemble": clean})
+        rows.append({"subject_id": f"s{i}", "orientation": "clean", "ensemble": clean, "volumes": clean, "cnn": clean})
         for mm in (3, 4, 5, 6):
             a, b = clean + rng.normal(0, 3), clean + rng.normal(0, 3)
-            rows.append({"subject_id": f"s{i}", "orientation": "sagittal", "volumes": a, "cnn": b,
-                         "ensemble": 0.2 * a + 0.8 * b})
+            rows.append({"subject_id": f"s{i}", "orientation": "sagittal", "thickness_mm": mm,
+                         "volumes": a, "cnn": b, "ensemble": 0.5 * a + 0.5 * b})
     fit = fit_thick_slice_weights(rows)["sagittal"]
     assert fit["gain_ci95"][0] <= 0 and not fit["apply"]
 
@@ -102,16 +125,18 @@ def test_refit_from_a_measurement_and_ship(tmp_path, monkeypatch):
                          "--ship"])
     assert code == 0, out.getvalue()
     doc = models.load_thick_slice_weights()
-    assert doc["weight_volumes"] == {"coronal": 1.0, "axial": 0.0}
-    assert doc["subjects"] == [f"camcan:s{i}" for i in range(6)]
+    assert set(doc["weight_volumes"]) == {"coronal", "axial"}
+    assert doc["fit"]["coronal"]["intercepts_cnn"][2] == pytest.approx(7.5, abs=0.5)
+    assert doc["subjects"] == [f"camcan:s{i}" for i in range(10)]
     assert models.read_manifest(folder)["files"][models.THICK_SLICE_WEIGHTS]["weight_volumes"] == doc["weight_volumes"]
 
 
-def _models_with_weights(folder: Path, weights: dict, fitted_for: dict | None = None) -> Path:
+def _models_with_weights(folder: Path, weights: dict, fitted_for: dict | None = None,
+                         fit: dict | None = None) -> Path:
     shutil.copytree(models.models_dir(), folder)
     (folder / models.THICK_SLICE_WEIGHTS).unlink(missing_ok=True)
     manifest = models.read_manifest(folder)["files"]
-    doc = {"applies_above_mm": 2.5, "weight_volumes": weights,
+    doc = {"applies_above_mm": 2.5, "weight_volumes": weights, "fit": fit or {},
            "fitted_for": fitted_for or {n: manifest[n]["sha256"] for n in ("age_model.json", "age_cnn.safetensors")}}
     (folder / models.THICK_SLICE_WEIGHTS).write_text(json.dumps(doc))
     models.update_manifest(models.THICK_SLICE_WEIGHTS, {"training": "test"}, folder)
@@ -119,15 +144,22 @@ def _models_with_weights(folder: Path, weights: dict, fitted_for: dict | None = 
 
 
 def test_thick_slice_weights_set_the_ensemble_of_thick_scans_only(image, tmp_path, monkeypatch):
-    """With A's weight 1 for coronal slices, a coronal 5 mm copy gets A's age, the usual ensemble
-    recorded beside it; the 2 mm scan keeps the usual ensemble. Weights fitted for other age
-    models (another SHA256) are ignored: the usual ensemble applies."""
+    """With A's weight 1 and A's line at 5 mm of coronal slices 1.1 x age - 8, a coronal 5 mm
+    copy gets that of A's age and a wider interval, the usual ensemble recorded beside it; the
+    2 mm scan keeps the usual ensemble. Weights fitted for other age models (another SHA256) are
+    ignored: the usual ensemble applies."""
     thick = degrade.thick_slices(image, 5.0, "coronal")
-    monkeypatch.setenv("BRAINAGE_MODELS_DIR", str(_models_with_weights(tmp_path / "m1", {"coronal": 1.0, "axial": 0.0})))
+    fit = {"coronal": {"thicknesses_mm": [3.0, 5.0], "slopes_volumes": [1.0, 1.1], "intercepts_volumes": [-1.0, -8.0],
+                       "slopes_cnn": [1.0, 1.0], "intercepts_cnn": [2.0, 9.0], "residual_sd_out_of_fold": 4.0}}
+    monkeypatch.setenv("BRAINAGE_MODELS_DIR", str(_models_with_weights(
+        tmp_path / "m1", {"coronal": 1.0, "axial": 0.0}, fit=fit)))
     r = predict(thick, device="cpu")
     details = r.age_details["thick_slices"]
     assert details["orientation"] == "coronal" and details["weight_volumes"] == 1.0
-    assert r.predicted_age == pytest.approx(r.predicted_age_volumes)
+    assert r.predicted_age == pytest.approx(1.1 * r.predicted_age_volumes - 8.0)
+    usual_half = models.load_json("age_model.json")["ensemble"]["interval_halfwidth"]
+    assert details["interval_halfwidth"] == pytest.approx(np.hypot(usual_half, 1.645 * 4.0))
+    assert r.interval[1] - r.interval[0] == pytest.approx(2 * details["interval_halfwidth"])
     assert details["usual_ensemble"] != pytest.approx(r.predicted_age, abs=0.01)
     assert any(q.startswith("thick slices") for q in r.qc)          # still warned about
     clean = predict(image, device="cpu")
@@ -148,3 +180,6 @@ def test_shipped_thick_slice_weights_belong_to_the_shipped_age_models():
     assert all(0.0 <= w <= 1.0 for w in doc["weight_volumes"].values())
     for o, fit in doc["fit"].items():      # shipped exactly where the gain was clear
         assert (o in doc["weight_volumes"]) == fit["apply"]
+        n = len(fit["thicknesses_mm"])
+        assert len(fit["slopes_volumes"]) == len(fit["intercepts_cnn"]) == n
+        assert all(0.8 < v < 1.3 for v in fit["slopes_volumes"] + fit["slopes_cnn"])   # no wild lines

@@ -285,6 +285,28 @@ def _load_feature_reference(folder: str):
     return d
 
 
+def thick_slice_age_array(volumes, cnn, thickness_mm, fit: dict, from_mm: float = 0.0) -> np.ndarray:
+    """The ensemble age (years) of thick-slice scans: A's and B's ages (bias-corrected, years)
+    mapped by the lines of ``fit`` at their slice thickness (mm; slopes and intercepts linear in
+    thickness from the identity at ``from_mm``, held beyond the thickest fitted), weighed by A's
+    weight ``fit["weight_volumes"]``. Without lines, the weight alone."""
+    grid = [from_mm] + list(fit.get("thicknesses_mm", []))
+    mm = np.asarray(thickness_mm, dtype=float)
+
+    def mapped(age, name):
+        slope = np.interp(mm, grid, [1.0] + list(fit.get(f"slopes_{name}", [1.0] * (len(grid) - 1))))
+        intercept = np.interp(mm, grid, [0.0] + list(fit.get(f"intercepts_{name}", [0.0] * (len(grid) - 1))))
+        return slope * np.asarray(age, dtype=float) + intercept
+
+    w = float(fit["weight_volumes"])
+    return w * mapped(volumes, "volumes") + (1 - w) * mapped(cnn, "cnn")
+
+
+def thick_slice_age(volumes: float, cnn: float, thickness_mm: float, fit: dict, from_mm: float = 0.0) -> float:
+    """:func:`thick_slice_age_array` of one scan (years)."""
+    return float(thick_slice_age_array(volumes, cnn, thickness_mm, fit, from_mm))
+
+
 def predict_ages(prob: np.ndarray, image: np.ndarray, volumes_ml: dict | None = None,
                  approach: str = "ensemble", device: str = "cpu", calibration=None,
                  chronological_age: float | None = None,
@@ -298,10 +320,11 @@ def predict_ages(prob: np.ndarray, image: np.ndarray, volumes_ml: dict | None = 
     ``calibration``: a :class:`~BrainAgeLib.calibration.SiteCalibration` of the scanner (its
     features harmonise approach A's input; its age layer corrects every age).
     ``slices``: ``(orientation, thickness_mm)`` of a thick-slice input
-    (:func:`~BrainAgeLib.qc.slice_geometry`): the ensemble then weighs the bias-corrected A and B
-    by the shipped thick-slice weight of that orientation
-    (:func:`~BrainAgeLib.models.load_thick_slice_weights`), recorded under ``thick_slices`` with
-    the usual ensemble's age.
+    (:func:`~BrainAgeLib.qc.slice_geometry`): where the shipped thick-slice correction
+    (:func:`~BrainAgeLib.models.load_thick_slice_weights`) covers that orientation, the ensemble
+    is the bias-corrected A and B mapped by its lines at that thickness, weighed by its weight, and
+    the interval widens by its out-of-fold residual SD; recorded under ``thick_slices`` with the
+    usual ensemble's age.
     """
     from . import models
     from .qc import age_range_qc, disagreement_qc, ood_features
@@ -347,10 +370,13 @@ def predict_ages(prob: np.ndarray, image: np.ndarray, volumes_ml: dict | None = 
         age, half = float(AgeBiasCorrection(**e["bias"])(raw)), e["interval_halfwidth"]
         thick = models.load_thick_slice_weights() if slices is not None else None
         if thick is not None and slices[0] in thick["weight_volumes"] and slices[1] > thick["applies_above_mm"]:
-            w = float(thick["weight_volumes"][slices[0]])
+            fit = {**thick.get("fit", {}).get(slices[0], {}), "weight_volumes": thick["weight_volumes"][slices[0]]}
             out["thick_slices"] = {"orientation": slices[0], "thickness_mm": slices[1],
-                                   "weight_volumes": w, "usual_ensemble": age}
-            age = w * out["volumes"] + (1 - w) * out["cnn"]
+                                   "weight_volumes": float(fit["weight_volumes"]), "usual_ensemble": age}
+            age = thick_slice_age(out["volumes"], out["cnn"], slices[1], fit, thick["applies_above_mm"])
+            if "residual_sd_out_of_fold" in fit:   # the thick-slice error adds to the interval
+                half = float(np.hypot(half, 1.645 * fit["residual_sd_out_of_fold"]))
+            out["thick_slices"]["interval_halfwidth"] = half
     elif approach == "image":
         age, half = out["cnn"], m["cnn"]["interval_halfwidth"]
     else:
