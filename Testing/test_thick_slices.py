@@ -156,7 +156,9 @@ def test_thick_slice_weights_set_the_ensemble_of_thick_scans_only(image, tmp_pat
     r = predict(thick, device="cpu")
     details = r.age_details["thick_slices"]
     assert details["orientation"] == "coronal" and details["weight_volumes"] == 1.0
-    assert r.predicted_age == pytest.approx(1.1 * r.predicted_age_volumes - 8.0)
+    assert r.predicted_age == pytest.approx(r.predicted_age_volumes)              # A's weight 1
+    assert r.predicted_age_volumes == pytest.approx(1.1 * details["volumes_uncorrected"] - 8.0)
+    assert r.predicted_age_cnn == pytest.approx(details["cnn_uncorrected"] + 9.0)
     usual_half = models.load_json("age_model.json")["ensemble"]["interval_halfwidth"]
     assert details["interval_halfwidth"] == pytest.approx(np.hypot(usual_half, 1.645 * 4.0))
     assert r.interval[1] - r.interval[0] == pytest.approx(2 * details["interval_halfwidth"])

@@ -321,10 +321,10 @@ def predict_ages(prob: np.ndarray, image: np.ndarray, volumes_ml: dict | None = 
     features harmonise approach A's input; its age layer corrects every age).
     ``slices``: ``(orientation, thickness_mm)`` of a thick-slice input
     (:func:`~BrainAgeLib.qc.slice_geometry`): where the shipped thick-slice correction
-    (:func:`~BrainAgeLib.models.load_thick_slice_weights`) covers that orientation, the ensemble
-    is the bias-corrected A and B mapped by its lines at that thickness, weighed by its weight, and
-    the interval widens by its out-of-fold residual SD; recorded under ``thick_slices`` with the
-    usual ensemble's age.
+    (:func:`~BrainAgeLib.models.load_thick_slice_weights`) covers that orientation, A's and B's
+    bias-corrected ages are mapped by its lines at that thickness, the ensemble weighs them by
+    its weight, and the interval widens by its out-of-fold residual SD; recorded under
+    ``thick_slices`` with the uncorrected A and B and the usual ensemble's age.
     """
     from . import models
     from .qc import age_range_qc, disagreement_qc, ood_features
@@ -364,23 +364,35 @@ def predict_ages(prob: np.ndarray, image: np.ndarray, volumes_ml: dict | None = 
         out["volumes"] = float(AgeBiasCorrection(**m["volumes"]["bias"])(raw_a))
     if approach == "image" and out["cnn"] is None:
         raise RuntimeError("approach 'image' needs the CNN, which this installation does not ship")
+    thick = models.load_thick_slice_weights() if slices is not None else None
+    if thick is not None and slices[0] in thick["weight_volumes"] and slices[1] > thick["applies_above_mm"]:
+        fit = {**thick.get("fit", {}).get(slices[0], {}), "weight_volumes": thick["weight_volumes"][slices[0]]}
+        out["thick_slices"] = {"orientation": slices[0], "thickness_mm": slices[1],
+                               "weight_volumes": float(fit["weight_volumes"]),
+                               "volumes_uncorrected": out["volumes"], "cnn_uncorrected": out["cnn"]}
+        # each approach's age mapped by its line at this thickness (weight 1 = that approach alone)
+        out["volumes"] = thick_slice_age(out["volumes"], 0.0, slices[1], {**fit, "weight_volumes": 1.0},
+                                         thick["applies_above_mm"])
+        if out["cnn"] is not None:
+            out["cnn"] = thick_slice_age(0.0, out["cnn"], slices[1], {**fit, "weight_volumes": 0.0},
+                                         thick["applies_above_mm"])
+    else:
+        fit = None
     if approach == "ensemble" and "ensemble" in m and out["cnn"] is not None:
         e = m["ensemble"]
         raw = e["weight_volumes"] * raw_a + (1 - e["weight_volumes"]) * out["cnn_raw"]
         age, half = float(AgeBiasCorrection(**e["bias"])(raw)), e["interval_halfwidth"]
-        thick = models.load_thick_slice_weights() if slices is not None else None
-        if thick is not None and slices[0] in thick["weight_volumes"] and slices[1] > thick["applies_above_mm"]:
-            fit = {**thick.get("fit", {}).get(slices[0], {}), "weight_volumes": thick["weight_volumes"][slices[0]]}
-            out["thick_slices"] = {"orientation": slices[0], "thickness_mm": slices[1],
-                                   "weight_volumes": float(fit["weight_volumes"]), "usual_ensemble": age}
-            age = thick_slice_age(out["volumes"], out["cnn"], slices[1], fit, thick["applies_above_mm"])
-            if "residual_sd_out_of_fold" in fit:   # the thick-slice error adds to the interval
-                half = float(np.hypot(half, 1.645 * fit["residual_sd_out_of_fold"]))
-            out["thick_slices"]["interval_halfwidth"] = half
+        if fit is not None:
+            out["thick_slices"]["usual_ensemble"] = age
+            w = float(fit["weight_volumes"])
+            age = w * out["volumes"] + (1 - w) * out["cnn"]
     elif approach == "image":
         age, half = out["cnn"], m["cnn"]["interval_halfwidth"]
     else:
         age, half = out["volumes"], m["volumes"]["interval_halfwidth"]
+    if fit is not None and "residual_sd_out_of_fold" in fit:   # the thick-slice error adds to the interval
+        half = float(np.hypot(half, 1.645 * fit["residual_sd_out_of_fold"]))
+        out["thick_slices"]["interval_halfwidth"] = half
     out["interval"] = (age - half, age + half)
     if calibration is not None and hasattr(calibration, "correct_age"):
         for k in ("volumes", "cnn"):

@@ -48,7 +48,8 @@ def held_out_subjects(data_dir, n: int = 12) -> list[dict]:
 def measure_thick_slices(subjects: list[dict], out_csv, log: Callable[[str], None] = print) -> list[dict]:
     """The shipped models' ensemble, A and B ages (years) of each subject's clean scan and of
     its thick-slice copies (:func:`~BrainAgeLib.degrade.thick_slices`, every orientation and
-    thickness), the ensemble with its usual weight (whatever thick-slice weights are shipped);
+    thickness), uncorrected and the ensemble with its usual weight (whatever thick-slice
+    corrections are shipped);
     one CSV row each, written as it goes."""
     from .. import degrade, pipeline
     from ..io import read_image
@@ -63,11 +64,12 @@ def measure_thick_slices(subjects: list[dict], out_csv, log: Callable[[str], Non
             for orientation, mm in acquisitions:
                 scan = image if orientation == "clean" else degrade.thick_slices(image, mm, orientation)
                 r = pipeline.predict(scan, device="cpu")
-                usual = r.age_details.get("thick_slices", {}).get("usual_ensemble", r.predicted_age)
+                shipped = r.age_details.get("thick_slices", {})   # what the shipped correction changed
                 row = {"set": s["set"], "subject_id": s["subject_id"], "age": s["age"],
                        "orientation": orientation, "thickness_mm": mm,
-                       "ensemble": round(usual, 3), "volumes": round(r.predicted_age_volumes, 3),
-                       "cnn": round(r.predicted_age_cnn, 3), "qc": r.qc_text}
+                       "ensemble": round(shipped.get("usual_ensemble", r.predicted_age), 3),
+                       "volumes": round(shipped.get("volumes_uncorrected", r.predicted_age_volumes), 3),
+                       "cnn": round(shipped.get("cnn_uncorrected", r.predicted_age_cnn), 3), "qc": r.qc_text}
                 rows.append(row)
                 writer.writerow(row)
                 f.flush()
