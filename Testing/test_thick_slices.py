@@ -185,3 +185,23 @@ def test_shipped_thick_slice_weights_belong_to_the_shipped_age_models():
         n = len(fit["thicknesses_mm"])
         assert len(fit["slopes_volumes"]) == len(fit["intercepts_cnn"]) == n
         assert all(0.8 < v < 1.3 for v in fit["slopes_volumes"] + fit["slopes_cnn"])   # no wild lines
+
+
+def test_a_measurement_records_the_uncorrected_ages(image, tmp_path):
+    """Refitting reads what the shipped correction changed: a measured thick-slice copy holds A's
+    and B's uncorrected ages and the usual ensemble, which the shipped lines map onto the age
+    that predict gives the same copy."""
+    from BrainAgeLib.regression import thick_slice_age
+    from BrainAgeLib.training.thick_slices import measure_thick_slices
+    rows = measure_thick_slices([{"set": "ixi", "subject_id": "IXI013", "age": 0.0, "image": T1}],
+                                tmp_path / "m.csv", log=lambda m: None, acquisitions=[("coronal", 5.0)])
+    doc = models.load_thick_slice_weights()
+    r = predict(degrade.thick_slices(image, 5.0, "coronal"), device="cpu")
+    details = r.age_details["thick_slices"]
+    assert rows[0]["volumes"] == pytest.approx(details["volumes_uncorrected"], abs=1e-3)
+    assert rows[0]["cnn"] == pytest.approx(details["cnn_uncorrected"], abs=1e-3)
+    assert rows[0]["ensemble"] == pytest.approx(details["usual_ensemble"], abs=1e-3)
+    fit = {**doc["fit"]["coronal"], "weight_volumes": doc["weight_volumes"]["coronal"]}
+    assert thick_slice_age(rows[0]["volumes"], rows[0]["cnn"], 5.0, fit, doc["applies_above_mm"]) == \
+        pytest.approx(r.predicted_age, abs=0.01)
+    assert abs(r.predicted_age - details["usual_ensemble"]) > 0.5        # the correction is not a no-op

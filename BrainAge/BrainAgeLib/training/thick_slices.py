@@ -45,7 +45,8 @@ def held_out_subjects(data_dir, n: int = 12) -> list[dict]:
              "image": camcan_paths(data_dir / "camcan", pool[i]["subject_id"])["image"]} for i in picks]
 
 
-def measure_thick_slices(subjects: list[dict], out_csv, log: Callable[[str], None] = print) -> list[dict]:
+def measure_thick_slices(subjects: list[dict], out_csv, log: Callable[[str], None] = print,
+                         acquisitions: list[tuple[str, float]] | None = None) -> list[dict]:
     """The shipped models' ensemble, A and B ages (years) of each subject's clean scan and of
     its thick-slice copies (:func:`~BrainAgeLib.degrade.thick_slices`, every orientation and
     thickness), uncorrected and the ensemble with its usual weight (whatever thick-slice
@@ -60,8 +61,8 @@ def measure_thick_slices(subjects: list[dict], out_csv, log: Callable[[str], Non
         writer.writeheader()
         for i, s in enumerate(subjects):
             image = read_image(s["image"])
-            acquisitions = [("clean", 0.0)] + [(o, t) for o in ORIENTATIONS for t in THICKNESSES_MM]
-            for orientation, mm in acquisitions:
+            for orientation, mm in acquisitions or ([("clean", 0.0)] + [(o, t) for o in ORIENTATIONS
+                                                                           for t in THICKNESSES_MM]):
                 scan = image if orientation == "clean" else degrade.thick_slices(image, mm, orientation)
                 r = pipeline.predict(scan, device="cpu")
                 shipped = r.age_details.get("thick_slices", {})   # what the shipped correction changed
