@@ -309,7 +309,7 @@ def add_training_commands(sub) -> None:
     rb.add_argument("--seed", type=int, default=20261123)
     rb.set_defaults(func=cmd_evaluate_robustness)
     tw = training("train-thick-slice-weights", cmd_train_thick_slice_weights,
-                  "offsets and weights of A and B for thick-slice scans, per slice orientation (after train-age-model)",
+                  "lines and weights of A and B for thick-slice scans, per slice orientation and thickness (after train-age-model)",
                   "runs/thick-slices")
     tw.add_argument("--n", type=int, default=52, help="Cam-CAN seg_train/seg_val subjects (never seen by "
                     "the age models; 52 in all), spread over the ages")

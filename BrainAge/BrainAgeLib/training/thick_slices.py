@@ -9,8 +9,8 @@ orientation. For each orientation (sagittal, coronal, axial), on the thick-slice
 subjects that neither age model saw (Cam-CAN ``seg_train``/``seg_val``, :func:`held_out_subjects`;
 never ``test`` or ``ixi10``): a line per thickness maps A's and B's thick-slice ages back onto
 their clean-scan ages, and A's weight in the ensemble of the mapped ages is the one that keeps the
-copies closest to their clean scan's age. Shipped only
-where the gain over the usual ensemble, measured out of fold, is clear across those subjects.
+copies closest to their clean scan's age. Shipped only where the gain over the usual ensemble,
+measured out of fold, is clear across those subjects.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ WEIGHT_GRID = tuple(np.round(np.linspace(0.0, 1.0, 21), 2))
 COLUMNS = ["set", "subject_id", "age", "orientation", "thickness_mm", "ensemble", "volumes", "cnn", "qc"]
 
 
-def held_out_subjects(data_dir, n: int = 12) -> list[dict]:
+def held_out_subjects(data_dir, n: int = 52) -> list[dict]:
     """``n`` Cam-CAN subjects that neither age model saw, spread over the age range: the
     ``seg_train`` and ``seg_val`` subjects (52, ages 22-84; the ResUNet learned from ``seg_train``,
     A and B only from ``reg_train`` and ``ixi120``). Never ``test``. Subjects the age models
@@ -49,9 +49,8 @@ def measure_thick_slices(subjects: list[dict], out_csv, log: Callable[[str], Non
                          acquisitions: list[tuple[str, float]] | None = None) -> list[dict]:
     """The shipped models' ensemble, A and B ages (years) of each subject's clean scan and of
     its thick-slice copies (:func:`~BrainAgeLib.degrade.thick_slices`, every orientation and
-    thickness), uncorrected and the ensemble with its usual weight (whatever thick-slice
-    corrections are shipped);
-    one CSV row each, written as it goes."""
+    thickness), uncorrected, and the ensemble with its usual weight (whatever thick-slice
+    corrections are shipped); one CSV row each, written as it goes."""
     from .. import degrade, pipeline
     from ..io import read_image
     rows = []
