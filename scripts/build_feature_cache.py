@@ -4,7 +4,7 @@ path, ~13 min), every Cam-CAN ``reg_train``/``test`` and IXI subject segmented w
 ResUNet together with its degraded copy (``features.npz``), then the contrast and motion copies
 (``contrast_copies.npz``, ``motion_copies.npz``). Each stage writes its file when it is done, and a
 stage already on disk (of the current feature version) is reused, so an interrupted build goes on
-from the last finished stage. About 1.5 h on 2 cores; start it in the background first:
+from the last finished stage. About 1 h on 2 cores; start it in the background first:
 
     nohup .venv/bin/python scripts/build_feature_cache.py > runs/build_cache.log 2>&1 &
 """
