@@ -27,14 +27,14 @@ from pathlib import Path
 import numpy as np
 
 MIN_CONTROLS = 5
+SLOPE_PRIOR_N = 40       # controls at which the fitted slope gets half the weight
+MIN_SPAN_YEARS = 20.0    # age span of the controls below which no slope is fitted
 
 
 def median_standard_error(mad: float, n: int) -> float:
     """Standard error (years) of the median of ``n`` normal gaps whose median absolute deviation
     is ``mad``: 1.2533 x 1.4826 x MAD / sqrt(n); infinite without controls."""
     return 1.2533 * 1.4826 * mad / math.sqrt(n) if n else math.inf
-SLOPE_PRIOR_N = 40       # controls at which the fitted slope gets half the weight
-MIN_SPAN_YEARS = 20.0    # age span of the controls below which no slope is fitted
 
 
 def _design(age) -> np.ndarray:

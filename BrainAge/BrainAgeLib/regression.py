@@ -285,21 +285,23 @@ def _load_feature_reference(folder: str):
     return d
 
 
-def thick_slice_age_array(volumes, cnn, thickness_mm, fit: dict, from_mm: float = 0.0) -> np.ndarray:
-    """The ensemble age (years) of thick-slice scans: A's and B's ages (bias-corrected, years)
-    mapped by the lines of ``fit`` at their slice thickness (mm; slopes and intercepts linear in
-    thickness from the identity at ``from_mm``, held beyond the thickest fitted), weighed by A's
-    weight ``fit["weight_volumes"]``. Without lines, the weight alone."""
+def thick_slice_line(age, thickness_mm, fit: dict, approach: str, from_mm: float = 0.0) -> np.ndarray:
+    """``approach``'s ("volumes" or "cnn") bias-corrected age (years) of thick-slice scans mapped
+    by its line in ``fit`` at their slice thickness (mm): slope and intercept linear in thickness
+    from the identity at ``from_mm``, held beyond the thickest fitted; the identity without lines."""
     grid = [from_mm] + list(fit.get("thicknesses_mm", []))
     mm = np.asarray(thickness_mm, dtype=float)
+    slope = np.interp(mm, grid, [1.0] + list(fit.get(f"slopes_{approach}", [1.0] * (len(grid) - 1))))
+    intercept = np.interp(mm, grid, [0.0] + list(fit.get(f"intercepts_{approach}", [0.0] * (len(grid) - 1))))
+    return slope * np.asarray(age, dtype=float) + intercept
 
-    def mapped(age, name):
-        slope = np.interp(mm, grid, [1.0] + list(fit.get(f"slopes_{name}", [1.0] * (len(grid) - 1))))
-        intercept = np.interp(mm, grid, [0.0] + list(fit.get(f"intercepts_{name}", [0.0] * (len(grid) - 1))))
-        return slope * np.asarray(age, dtype=float) + intercept
 
+def thick_slice_age_array(volumes, cnn, thickness_mm, fit: dict, from_mm: float = 0.0) -> np.ndarray:
+    """The ensemble age (years) of thick-slice scans: A's and B's ages mapped by their lines
+    (:func:`thick_slice_line`), weighed by A's weight ``fit["weight_volumes"]``."""
     w = float(fit["weight_volumes"])
-    return w * mapped(volumes, "volumes") + (1 - w) * mapped(cnn, "cnn")
+    return (w * thick_slice_line(volumes, thickness_mm, fit, "volumes", from_mm)
+            + (1 - w) * thick_slice_line(cnn, thickness_mm, fit, "cnn", from_mm))
 
 
 def thick_slice_age(volumes: float, cnn: float, thickness_mm: float, fit: dict, from_mm: float = 0.0) -> float:
@@ -370,12 +372,9 @@ def predict_ages(prob: np.ndarray, image: np.ndarray, volumes_ml: dict | None = 
         out["thick_slices"] = {"orientation": slices[0], "thickness_mm": slices[1],
                                "weight_volumes": float(fit["weight_volumes"]),
                                "volumes_uncorrected": out["volumes"], "cnn_uncorrected": out["cnn"]}
-        # each approach's age mapped by its line at this thickness (weight 1 = that approach alone)
-        out["volumes"] = thick_slice_age(out["volumes"], 0.0, slices[1], {**fit, "weight_volumes": 1.0},
-                                         thick["applies_above_mm"])
-        if out["cnn"] is not None:
-            out["cnn"] = thick_slice_age(0.0, out["cnn"], slices[1], {**fit, "weight_volumes": 0.0},
-                                         thick["applies_above_mm"])
+        for k in ("volumes", "cnn"):          # each approach's age mapped by its line at this thickness
+            if out[k] is not None:
+                out[k] = float(thick_slice_line(out[k], slices[1], fit, k, thick["applies_above_mm"]))
     else:
         fit = None
     if approach == "ensemble" and "ensemble" in m and out["cnn"] is not None:

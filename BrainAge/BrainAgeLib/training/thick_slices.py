@@ -120,15 +120,14 @@ def fit_thick_slice_weights(rows: list[dict], n_boot: int = 5000, seed: int = 0)
             continue
         fit = _fit_orientation(sel, clean)
         ids = np.array([r["subject_id"] for r in sel])
+        a, b, mm = (np.array([float(r[k]) for r in sel]) for k in ("volumes", "cnn", "thickness_mm"))
         ref = np.array([float(clean[r["subject_id"]]["ensemble"]) for r in sel])
         usual = np.abs(np.array([float(r["ensemble"]) for r in sel]) - ref)
         oof = np.empty(len(sel))
         for s in dict.fromkeys(ids):
             inner = _fit_orientation([r for r, i in zip(sel, ids) if i != s], clean)
             k = ids == s
-            oof[k] = thick_slice_age_array([float(sel[j]["volumes"]) for j in np.flatnonzero(k)],
-                                           [float(sel[j]["cnn"]) for j in np.flatnonzero(k)],
-                                           [float(sel[j]["thickness_mm"]) for j in np.flatnonzero(k)], inner)
+            oof[k] = thick_slice_age_array(a[k], b[k], mm[k], inner)
         gain = usual - np.abs(oof - ref)
         per_subject = np.array([gain[ids == s].mean() for s in dict.fromkeys(ids)])
         boots = [per_subject[rng.integers(0, per_subject.size, per_subject.size)].mean() for _ in range(n_boot)]
