@@ -324,3 +324,45 @@ def test_approach_a_selection_by_cv_or_by_cv_and_site_transfer():
     assert select_regressor(rows, "cv+sites")["regressor"].endswith("alpha 3e0")
     with pytest.raises(ValueError, match="selection"):
         select_regressor(rows, "test")
+
+
+def _tissue_volume(shape=(32, 32, 32), seed=0):
+    """A normalised T1-like array (another scanner's GM/WM contrast) and one-hot probabilities."""
+    rng = np.random.default_rng(seed)
+    lab = rng.integers(0, 4, shape)
+    arr = np.choose(lab, [0.0, 0.35, 0.78, 0.94]).astype(np.float32)
+    arr[lab > 0] += rng.normal(0, 0.01, int((lab > 0).sum())).astype(np.float32)
+    return arr, (lab[None] == np.arange(4)[:, None, None, None]).astype(np.float32), lab
+
+
+def test_registered_scans_are_read_as_the_harmonisation_switch_says(monkeypatch):
+    """Off: the scan and its first segmentation as they are; on: GM/WM mapped to Cam-CAN's and
+    segmented again. The medians for the contrast QC are the scan's own either way."""
+    from BrainAgeLib import pipeline
+    from BrainAgeLib.preprocessing import TISSUE_LANDMARKS, tissue_medians
+    arr, prob, lab = _tissue_volume()
+    net = models.load_resunet()
+    monkeypatch.setattr(pipeline, "HARMONIZE_RAW_SCANS", False)
+    out, p, medians = pipeline.read_registered(net, arr, prob)
+    assert np.array_equal(out, arr) and p is prob and medians == tissue_medians(arr, prob)
+    monkeypatch.setattr(pipeline, "HARMONIZE_RAW_SCANS", True)
+    out, p, medians_on = pipeline.read_registered(net, arr, prob)
+    assert medians_on == medians
+    assert np.median(out[lab == 2]) == pytest.approx(TISSUE_LANDMARKS["gm"], abs=2e-3)
+    assert p.shape == prob.shape and not np.array_equal(p, prob)      # segmented again
+
+
+def test_feature_cache_built_with_the_other_switch_is_rebuilt(tmp_path, monkeypatch):
+    """A cache records whether its registered scans were harmonised; with the switch the other way
+    it is not used (rebuilt), and caches from before the record count as harmonised."""
+    from BrainAgeLib import pipeline
+    from BrainAgeLib.training import features
+    cache = tmp_path / "features.npz"
+    np.savez(cache, version=np.asarray(features.FEATURE_VERSION), subject_id=np.asarray(["a"]))
+    monkeypatch.setattr(pipeline, "HARMONIZE_RAW_SCANS", True)
+    assert list(features.model_space_features(None, cache)["subject_id"]) == ["a"]
+    monkeypatch.setattr(pipeline, "HARMONIZE_RAW_SCANS", False)
+    said = []
+    with pytest.raises(Exception):            # rebuilding needs the data, absent here
+        features.model_space_features(tmp_path / "no data", cache, log=said.append)
+    assert said and "registered scans were harmonised" in said[0] and "rebuilding" in said[0]

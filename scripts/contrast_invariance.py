@@ -13,6 +13,7 @@ The CNN's ``cnn_config.json`` must lie beside its weights (as in a ``brainage tr
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -23,7 +24,7 @@ from BrainAgeLib.training.features import COPY_SUFFIX, copies_path
 
 
 SETS = (("Cam-CAN test", "test"), ("ixi10", "ixi10"))
-CACHE = "runs/features/features.npz"
+CACHE = os.environ.get("BRAINAGE_FEATURE_CACHE", "runs/features/features.npz")   # another cache: a candidate
 
 
 def ages(f: dict, rows, model: dict, cnn, suffix: str = "") -> dict:

@@ -19,7 +19,7 @@ import numpy as np
 
 def main() -> None:
     from BrainAgeLib import models, qc
-    from BrainAgeLib.pipeline import harmonize_and_segment
+    from BrainAgeLib.pipeline import read_registered
     from BrainAgeLib.preprocessing import MIN_SIMILARITY
     from BrainAgeLib.segmentation import segment_array
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,7 +34,7 @@ def main() -> None:
         arr = image.astype(np.float32)
         prob = segment_array(net, arr)
         snr = qc.wm_snr(arr, prob)
-        arr, prob, _ = harmonize_and_segment(net, arr, prob)
+        arr, prob, _ = read_registered(net, arr, prob)
         rows.append({"subject_id": str(sid), "similarity": round(float(sim), 4), "wm_snr": round(snr, 1),
                      "edge_sharpness": round(qc.edge_sharpness(arr, prob), 3),
                      "unexpected_csf_ml": round(qc.unexpected_csf_ml(prob), 2)})

@@ -3,14 +3,14 @@
 A Cam-CAN ``test`` scan already lies on the template grid, so ``predict`` reads it as it is. The
 same voxels stored with their axes permuted (``sitk.PermuteAxes``: no interpolation, the same
 physical image) are no longer on the grid and go through the raw-scan path: reorientation, N4,
-rigid registration to the template (affine until release 8), B-spline resampling, GM/WM
-harmonisation, second pass.
+rigid registration to the template (affine until release 8), B-spline resampling (and, until
+release 11, GM/WM harmonisation and a second pass).
 Every change of age between the two is the path's, not the scan's. Each variant replaces one
 step (monkeypatched here; the shipped code is unchanged):
 
 - ``shipped``: the raw path as it ships;
 - ``no N4``: bias correction skipped;
-- ``no harmonisation``: the GM/WM map and second pass skipped;
+- ``harmonisation``: release 11's GM/WM map and second pass added (``pipeline.HARMONIZE_RAW_SCANS``);
 - ``affine registration``: release 8's registration (12 degrees of freedom instead of 6);
 - ``identity registration``: the registration replaced by the identity (right for these
   scans only, which are already aligned: it isolates what the registration does);
@@ -36,7 +36,6 @@ from BrainAgeLib.training.data import camcan_paths, read_camcan_subjects
 
 SHIPPED_REGISTRATION = pp.register_to_template
 SHIPPED_N4 = pp.n4_bias_correct
-SHIPPED_HARMONISATION = pipeline.harmonize_and_segment
 
 
 def mask_registration(moving: sitk.Image, template: sitk.Image) -> sitk.AffineTransform:
@@ -54,22 +53,18 @@ def _no_n4(image, mask=None, *args, **kwargs):
     return sitk.Cast(image, sitk.sitkFloat32)
 
 
-def _no_harmonisation(net, array, prob, device="cpu"):
-    return np.asarray(array, np.float32), prob, pp.tissue_medians(array, prob)
-
-
 def affine_registration(moving: sitk.Image, template: sitk.Image) -> sitk.AffineTransform:
     """The shipped registration's metric and optimiser with 12 degrees of freedom (release 8)."""
     return SHIPPED_REGISTRATION(moving, template, sitk.AffineTransform(3))
 
 
-VARIANTS = {"shipped": {}, "no N4": {"n4": _no_n4}, "no harmonisation": {"harm": _no_harmonisation},
+VARIANTS = {"shipped": {}, "no N4": {"n4": _no_n4}, "harmonisation": {"harm": True},
             "affine registration": {"reg": affine_registration},
             "identity registration": {"reg": _identity}, "mask registration": {"reg": mask_registration}}
 
 
-def _patch(reg=SHIPPED_REGISTRATION, n4=SHIPPED_N4, harm=SHIPPED_HARMONISATION) -> None:
-    pp.register_to_template, pp.n4_bias_correct, pipeline.harmonize_and_segment = reg, n4, harm
+def _patch(reg=SHIPPED_REGISTRATION, n4=SHIPPED_N4, harm=False) -> None:
+    pp.register_to_template, pp.n4_bias_correct, pipeline.HARMONIZE_RAW_SCANS = reg, n4, harm
 
 
 def main() -> None:

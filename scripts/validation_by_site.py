@@ -11,6 +11,7 @@ from its images (ResUNet, harmonisation and second pass, as the cache was built)
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -20,7 +21,7 @@ from BrainAgeLib.regression import AgeBiasCorrection, VolumeAgeRegressor
 from BrainAgeLib.training.age_model import cnn_predictions, feature_matrix
 from BrainAgeLib.training.cnn import training_partition
 
-CACHE = "runs/features/features.npz"
+CACHE = os.environ.get("BRAINAGE_FEATURE_CACHE", "runs/features/features.npz")   # another cache: a candidate
 
 
 def main(cnn_dir: str, ixi_model_space: str | None = None) -> None:

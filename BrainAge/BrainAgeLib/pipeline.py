@@ -70,6 +70,15 @@ def _device(device: str) -> str:
     return device
 
 
+# Registered scans (another scanner): their GM/WM medians mapped to Cam-CAN's and the scan
+# segmented again (:func:`harmonize_and_segment`), as the shipped age models were trained. Once
+# the age models had learned to ignore contrast, that map made IXI heads respond to a gamma twice
+# as much as without it, and it costs accuracy on the unseen scanner (README, *The harmonisation
+# doubled the contrast response*): models trained with it off are the next release's candidate.
+# The feature caches record the switch (``harmonised``) and are rebuilt when it differs.
+HARMONIZE_RAW_SCANS = True
+
+
 def harmonize_and_segment(net, array: np.ndarray, prob: np.ndarray, device: str = "cpu"):
     """A registered scan's second pass: its GM/WM intensities (under ``prob``, the first
     segmentation) mapped to the training data's, and segmented again. Returns
@@ -79,6 +88,15 @@ def harmonize_and_segment(net, array: np.ndarray, prob: np.ndarray, device: str 
     return arr, segment_array(net, arr, device=device), medians
 
 
+def read_registered(net, array: np.ndarray, prob: np.ndarray, device: str = "cpu"):
+    """A registered scan as the age models read it: ``(array, probabilities, (gm, wm) medians)``,
+    the scan and its first segmentation as they are, or :func:`harmonize_and_segment`'s when
+    :data:`HARMONIZE_RAW_SCANS`. The medians (before any map) feed the contrast QC."""
+    if HARMONIZE_RAW_SCANS:
+        return harmonize_and_segment(net, array, prob, device=device)
+    return np.asarray(array, np.float32), prob, tissue_medians(array, prob)
+
+
 def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, device: str = "cpu",
                   tissues: str = "camcan", progress: Progress | None = None):
     """Preprocess and segment a validated T1: returns ``(preprocessed, probabilities, labels)``,
@@ -86,9 +104,10 @@ def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, devi
     input grid, in the tissue definition ``tissues`` ("camcan", the network's own, or "dlmuse";
     see :class:`~BrainAgeLib.segmentation.TissueDefinitionMap`).
 
-    Registered inputs (not already on the template grid) are segmented twice: the first
-    labels give the GM/WM intensities that :func:`harmonize_intensities` maps to the training
-    data's, and ``preprocessed.image`` becomes the harmonised image."""
+    Registered inputs (not already on the template grid) are read by :func:`read_registered`:
+    with :data:`HARMONIZE_RAW_SCANS` (as shipped) segmented twice, the first labels giving the
+    GM/WM intensities that :func:`harmonize_intensities` maps to the training data's, and
+    ``preprocessed.image`` becoming the harmonised image; their GM/WM medians feed the contrast QC."""
     report = progress or (lambda f, m: None)
     report(0.1, "preprocessing")
     prep = preprocess(image, skull_stripped=skull_stripped,
@@ -99,14 +118,15 @@ def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, devi
     # noise before harmonisation: the normalisation keeps the SNR, the piecewise map would not
     prep.measures["wm_snr"] = wm_snr(sitk.GetArrayViewFromImage(prep.image), prob)
     prep.qc.extend(noise_qc(prep.measures["wm_snr"]))
-    if prep.registered:       # another scanner: match Cam-CAN's GM/WM intensities, segment again
-        report(0.6, "harmonising tissue intensities")
-        arr, prob, medians = harmonize_and_segment(net, sitk.GetArrayViewFromImage(prep.image), prob,
-                                                   device=device)
+    if prep.registered:       # another scanner: its GM/WM contrast checked (and, if switched on, mapped)
+        if HARMONIZE_RAW_SCANS:
+            report(0.6, "harmonising tissue intensities")
+        arr, prob, medians = read_registered(net, sitk.GetArrayViewFromImage(prep.image), prob, device=device)
         prep.qc.extend(grey_white_contrast_qc(*medians))
-        image_h = sitk.GetImageFromArray(arr)
-        image_h.CopyInformation(prep.image)
-        prep.image = image_h
+        if HARMONIZE_RAW_SCANS:
+            image_h = sitk.GetImageFromArray(arr)
+            image_h.CopyInformation(prep.image)
+            prep.image = image_h
     prep.sharpness = edge_sharpness(sitk.GetArrayViewFromImage(prep.image), prob)
     prep.qc.extend(sharpness_qc(prep.sharpness))
     prep.measures["unexpected_csf_ml"] = unexpected_csf_ml(prob)

@@ -4,7 +4,9 @@ sites segmented once, as acquired and as another acquisition would give it.
 Cam-CAN images are already in model space. IXI whole heads go through the raw-scan path
 (:func:`~BrainAgeLib.preprocessing.preprocess`: brain extraction, N4, registration), cached
 separately by :func:`ixi_model_space` because it does not depend on the networks; the
-ResUNet's two passes (harmonisation) run on that cached model-space image.
+ResUNet runs on that cached model-space image, as :func:`~BrainAgeLib.pipeline.read_registered`
+reads it; every cache records whether those scans were harmonised (``harmonised``,
+:data:`~BrainAgeLib.pipeline.HARMONIZE_RAW_SCANS`) and is rebuilt when the pipeline's differs.
 """
 from __future__ import annotations
 
@@ -84,15 +86,15 @@ def subject_array(data_dir, subject_id: str, ixi_images: dict | None = None) -> 
 def scan_features(net, array: np.ndarray, registered: bool) -> dict:
     """What the age models read from one model-space T1: regional and global tissue fractions
     (approach A) and the CNN input (B), from the ResUNet's probabilities. ``registered`` scans
-    get the pipeline's intensity harmonisation and second pass, as in :func:`~BrainAgeLib.pipeline.predict`."""
+    are read as :func:`~BrainAgeLib.pipeline.predict` reads them (:func:`~BrainAgeLib.pipeline.read_registered`)."""
     from ..cnn import cnn_input
-    from ..pipeline import harmonize_and_segment
+    from ..pipeline import read_registered
     from ..segmentation import segment_array
     from ..volumes import global_fractions, regional_fractions
     array = np.asarray(array, np.float32)
     prob = segment_array(net, array)
     if registered:
-        array, prob, _ = harmonize_and_segment(net, array, prob)
+        array, prob, _ = read_registered(net, array, prob)
     out = {f"regional_c{c}": regional_fractions(prob, c) for c in REGIONAL_CELLS}
     out["global"] = global_fractions(prob)
     out["cnn"] = cnn_input(array, prob).astype(np.float16)
@@ -102,11 +104,26 @@ def scan_features(net, array: np.ndarray, registered: bool) -> dict:
 def rescan_rows(feats: dict, model_space: dict, net) -> None:
     """Overwrite, in the feature cache ``feats``, the rows of the subjects of ``model_space`` (an
     :func:`ixi_model_space` cache made another way) with :func:`scan_features` of its images
-    (registered scans: harmonisation and second pass)."""
+    (registered scans read as :func:`~BrainAgeLib.pipeline.read_registered` reads them)."""
     rows = {str(s): i for i, s in enumerate(feats["subject_id"])}
     for sid, image in zip(model_space["subject_id"], model_space["image"]):
         for k, v in scan_features(net, image.astype(np.float32), True).items():
             feats[k][rows[str(sid)]] = v
+
+
+def _harmonising() -> bool:
+    """Whether the pipeline harmonises registered scans now (:data:`~BrainAgeLib.pipeline.HARMONIZE_RAW_SCANS`)."""
+    from .. import pipeline
+    return bool(pipeline.HARMONIZE_RAW_SCANS)
+
+
+def _harmonised(cache: dict) -> bool:
+    """Whether a cache's registered scans were harmonised (caches from before the key: yes)."""
+    return bool(cache.get("harmonised", True))
+
+
+def _harmonised_word(harmonised: bool) -> str:
+    return "harmonised" if harmonised else "not harmonised"
 
 
 def model_space_features(data_dir, cache_path, log=print, splits=("reg_train", "test"),
@@ -124,9 +141,13 @@ def model_space_features(data_dir, cache_path, log=print, splits=("reg_train", "
     cache_path = Path(cache_path)
     if cache_path.exists():
         cached = dict(np.load(cache_path))
-        if int(cached.get("version", 0)) == FEATURE_VERSION:
+        if int(cached.get("version", 0)) != FEATURE_VERSION:
+            log(f"{cache_path} predates the current feature set: rebuilding it")
+        elif _harmonised(cached) != _harmonising():
+            log(f"{cache_path}: registered scans were {_harmonised_word(_harmonised(cached))}, the "
+                f"pipeline's are {_harmonised_word(_harmonising())}: rebuilding it")
+        else:
             return cached
-        log(f"{cache_path} predates the current feature set: rebuilding it")
     net = load_resunet()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -154,6 +175,7 @@ def model_space_features(data_dir, cache_path, log=print, splits=("reg_train", "
             log(f"segmented {n + 1}/{len(subjects)} subjects ({time.time() - t0:.0f} s)")
     arrays = {k: np.asarray(v) for k, v in out.items()}
     arrays["version"] = np.asarray(FEATURE_VERSION)
+    arrays["harmonised"] = np.asarray(_harmonising())
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache_path, **arrays)
     return arrays
@@ -201,7 +223,7 @@ def _build_copies(data_dir, feats: dict, cache_path, version: int, suffix: str, 
     ids = [str(s) for s in feats["subject_id"]]
     if cache_path.exists():
         cached = dict(np.load(cache_path))
-        if (int(cached.get("version", 0)) == version
+        if (int(cached.get("version", 0)) == version and _harmonised(cached) == _harmonising()
                 and [str(s) for s in cached["subject_id"]] == ids):
             return cached
         log(f"{cache_path} does not match the feature cache: rebuilding it")
@@ -219,7 +241,8 @@ def _build_copies(data_dir, feats: dict, cache_path, version: int, suffix: str, 
         if (n + 1) % 50 == 0:
             log(f"{label} copies: {n + 1}/{len(ids)} ({time.time() - t0:.0f} s)")
     arrays = {k: np.asarray(v) for k, v in out.items()}
-    arrays.update(subject_id=np.asarray(ids), version=np.asarray(version), **extra)
+    arrays.update(subject_id=np.asarray(ids), version=np.asarray(version),
+                  harmonised=np.asarray(_harmonising()), **extra)
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache_path, **arrays)
     return arrays
