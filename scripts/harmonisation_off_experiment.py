@@ -18,12 +18,20 @@ release 11's models for the README's figures).
 ``loso``: Cam-CAN -> IXI with the Cam-CAN-only models (A refitted by the shipped recipe, the CNN of
 ``runs/cnn-camcan``) on both caches, and the IXI heads against their contrast and motion copies.
 
-Then the usual commands with ``--cache runs/features_noharm/features.npz`` train and judge the
-candidate (README, *Ages on other scanners*).
+``models [DIR]``: the candidate's models folder (default ``runs/cand-noharm/models``).
+
+``thick MODELS_DIR PART``: the thick-slice measurement of ``train-thick-slice-weights`` for the
+models of ``MODELS_DIR`` (a copy of Resources/Models with the candidate's files) with the switch
+off, half ``PART`` (0 or 1) of the 52 subjects, one thread, into
+``docs/results/candidates/harmonisation_off/thick_slices_part<PART>.csv``; subjects already
+there are kept and skipped, so that an interrupted run resumes. Refit with ``brainage
+train-thick-slice-weights --from-csv`` on the two parts joined.
+
+Then the usual commands with ``--cache runs/features_noharm/features.npz`` and the switch off
+train and judge the candidate (README, *Ages on other scanners*).
 """
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -152,5 +160,46 @@ def loso() -> None:
             print(msg, flush=True)
 
 
+def candidate_models(out_dir: str = "runs/cand-noharm/models") -> None:
+    """``out_dir``: Resources/Models with the candidate's CNN, age model and feature reference
+    (``docs/results/candidates/harmonisation_off/models/``), the manifest updated, for
+    ``BRAINAGE_MODELS_DIR``."""
+    import shutil
+    from BrainAgeLib import models
+    dst = Path(out_dir)
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(models.MODELS_DIR, dst)
+    for name in ("age_cnn.safetensors", "age_model.json", "feature_reference.json"):
+        shutil.copy(Path("docs/results/candidates/harmonisation_off/models") / name, dst / name)
+        models.update_manifest(name, {"candidate": "registered scans not harmonised"}, dst)
+    print("candidate models in", dst)
+
+
+def thick(models_dir: str, part: str) -> None:
+    """Half ``part`` of the thick-slice measurement for the candidate (see the module docstring)."""
+    import csv
+    import os
+    os.environ["BRAINAGE_MODELS_DIR"] = models_dir
+    torch.set_num_threads(1)
+    pipeline.HARMONIZE_RAW_SCANS = False
+    from BrainAgeLib.training.thick_slices import held_out_subjects, measure_thick_slices
+    out = Path(f"docs/results/candidates/harmonisation_off/thick_slices_part{part}.csv")
+    new = out.with_suffix(".new.csv")        # an interrupted run's subjects count too
+    kept = [r for path in (out, new) if path.exists() for r in csv.DictReader(open(path))]
+    per = {}
+    for r in kept:
+        per.setdefault(r["subject_id"], []).append(r)
+    done = {k for k, v in per.items() if len(v) == 13}          # clean + 12 thick copies
+    todo = [s for s in held_out_subjects("../shared/data", 52)[int(part)::2] if s["subject_id"] not in done]
+    measure_thick_slices(todo, new, log=lambda m: print(m, flush=True))
+    rows = [r for r in kept if r["subject_id"] in done] + list(csv.DictReader(open(new)))
+    with open(out, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    new.unlink()
+
+
 if __name__ == "__main__":
-    {"build": build, "ladder": ladder, "loso": loso}[sys.argv[1]](*sys.argv[2:])
+    {"build": build, "ladder": ladder, "loso": loso, "models": candidate_models, "thick": thick}[sys.argv[1]](*sys.argv[2:])
