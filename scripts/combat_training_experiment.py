@@ -23,6 +23,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+from sklearn.model_selection import KFold
 
 from BrainAgeLib.calibration import FeatureReference, SiteCalibration
 from BrainAgeLib.regression import AgeBiasCorrection, best_ensemble_weight
@@ -79,7 +80,6 @@ def main(cnn_dir: str) -> None:
     for harmonise in (False, True):
         X, Xd, *Xc = matrices(pool, harmonise)
         oof = np.zeros_like(y)
-        from sklearn.model_selection import KFold
         for a, b in KFold(5, shuffle=True, random_state=SEED).split(X):
             oof[b] = fit_regressor(est, X[a], y[a], Xd[a], [c[a] for c in Xc]).predict(X[b])
         model = fit_regressor(est, X, y, Xd, Xc)
