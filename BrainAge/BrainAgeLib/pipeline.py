@@ -70,13 +70,13 @@ def _device(device: str) -> str:
     return device
 
 
-# Registered scans (another scanner): their GM/WM medians mapped to Cam-CAN's and the scan
-# segmented again (:func:`harmonize_and_segment`), as the shipped age models were trained. Once
-# the age models had learned to ignore contrast, that map made IXI heads respond to a gamma twice
-# as much as without it, and it costs accuracy on the unseen scanner (README, *The harmonisation
-# doubled the contrast response*): models trained with it off are the next release's candidate.
-# The feature caches record the switch (``harmonised``) and are rebuilt when it differs.
-HARMONIZE_RAW_SCANS = True
+# Registered scans (another scanner): read as they are (release 12). Releases 5-11 mapped their
+# GM/WM medians to Cam-CAN's and segmented them again (:func:`harmonize_and_segment`); once the age
+# models had learned to ignore contrast, that map made IXI heads respond to a gamma twice as much
+# as without it and cost accuracy on the unseen scanner (README, *The harmonisation doubled the
+# contrast response*). True restores it, for release 11's models. The feature caches record the
+# switch (``harmonised``) and are rebuilt when it differs.
+HARMONIZE_RAW_SCANS = False
 
 
 def harmonize_and_segment(net, array: np.ndarray, prob: np.ndarray, device: str = "cpu"):
@@ -105,7 +105,7 @@ def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, devi
     see :class:`~BrainAgeLib.segmentation.TissueDefinitionMap`).
 
     Registered inputs (not already on the template grid) are read by :func:`read_registered`:
-    with :data:`HARMONIZE_RAW_SCANS` (as shipped) segmented twice, the first labels giving the
+    with :data:`HARMONIZE_RAW_SCANS` (off since release 12) segmented twice, the first labels giving the
     GM/WM intensities that :func:`harmonize_intensities` maps to the training data's, and
     ``preprocessed.image`` becoming the harmonised image; their GM/WM medians feed the contrast QC."""
     report = progress or (lambda f, m: None)
