@@ -38,8 +38,12 @@ def test_shipped_reference_cohort_and_band():
                           / "age_test_metrics.json").read_text())
     assert np.abs(predicted - ages).mean() == pytest.approx(metrics["ensemble"]["mae"], abs=0.01)
     ages_b, cnn = chart.reference_cohort(approach="image")
-    assert np.array_equal(ages_b, ages) and not np.array_equal(cnn, predicted)
+    ages_a, volumes = chart.reference_cohort(approach="volumes")
+    assert np.array_equal(ages_b, ages) and np.array_equal(ages_a, ages)
     m = models.load_json("age_model.json")
+    # each column is its own approach: B's is the ensemble's exactly when A's weight is 0
+    w = m["ensemble"]["weight_volumes"]
+    assert np.array_equal(cnn, predicted) == (w == 0) and not np.array_equal(volumes, predicted)
     assert chart.band_halfwidth() == m["ensemble"]["interval_halfwidth"]
     assert chart.band_halfwidth("image") == m["cnn"]["interval_halfwidth"]
     assert chart.band_halfwidth("volumes") == m["volumes"]["interval_halfwidth"]

@@ -2,8 +2,9 @@
 (``ixi120`` + ``ixi10``) as the training cache brought them into model space through the raw-scan
 path (``runs/features/ixi_model_space.npz``, the pipeline's rigid registration). Per head, the
 measures ``pipeline.predict`` checks after registration: template similarity, white-matter SNR
-(before harmonisation), grey/white edge sharpness and the focal-abnormality volume (after the
-GM/WM harmonisation and second pass). Prints each measure's range and how many heads its
+(before harmonisation), grey/white edge sharpness (on the GM/WM-mapped intensities, as its
+threshold was set) and the focal-abnormality volume (after the second pass when
+``pipeline.HARMONIZE_RAW_SCANS``; off since release 12). Prints each measure's range and how many heads its
 threshold flags, and writes one CSV row per head.
 
     python scripts/measure_ixi_qc.py [--cache runs/features/ixi_model_space.npz] [--out docs/results/ixi_qc_false_alarms.csv]
@@ -19,7 +20,7 @@ import numpy as np
 
 def main() -> None:
     from BrainAgeLib import models, qc
-    from BrainAgeLib.pipeline import read_registered
+    from BrainAgeLib.pipeline import read_registered, sharpness_of_registered
     from BrainAgeLib.preprocessing import MIN_SIMILARITY
     from BrainAgeLib.segmentation import segment_array
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,9 +35,9 @@ def main() -> None:
         arr = image.astype(np.float32)
         prob = segment_array(net, arr)
         snr = qc.wm_snr(arr, prob)
-        arr, prob, _ = read_registered(net, arr, prob)
+        arr, prob, medians = read_registered(net, arr, prob)
         rows.append({"subject_id": str(sid), "similarity": round(float(sim), 4), "wm_snr": round(snr, 1),
-                     "edge_sharpness": round(qc.edge_sharpness(arr, prob), 3),
+                     "edge_sharpness": round(sharpness_of_registered(arr, prob, medians), 3),
                      "unexpected_csf_ml": round(qc.unexpected_csf_ml(prob), 2)})
         print(rows[-1], flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
