@@ -145,8 +145,16 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
                    "(e.g. tcp://10.0.0.5:8786, or a dask-jobqueue SLURMCluster's scheduler)")
 
 
+def _import_torch_first() -> None:
+    """Import PyTorch (through the pipeline) before :func:`catch_signals`: a Ctrl-C that arrives
+    while torch's extension modules are being imported, turned into an exception there, aborts
+    the process from C++ ("terminate called ...", exit -6) instead of a clean exit 130."""
+    from . import pipeline  # noqa: F401
+
+
 def cmd_predict(args) -> int:
     """Predict every input; rows are appended as inputs finish (see README: Batches and safety)."""
+    _import_torch_first()
     old_handlers = catch_signals()
     results = bar = path = None
     done = total = 0
@@ -264,6 +272,7 @@ def cmd_bids(args) -> int:
         raise ArgumentError(str(e)) from None
     print(f"{len(scans)} T1w scan(s) in {args.bids_dir}; {len(scans) - len(todo)} already in "
           f"{args.output_dir}, {len(todo)} to do", file=sys.stderr)
+    _import_torch_first()
     old_handlers = catch_signals()
     bar = None
     done = failed = 0
