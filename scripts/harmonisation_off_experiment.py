@@ -44,12 +44,11 @@ SRC, DST = Path("runs/features"), Path("runs/features_noharm")
 
 
 def build() -> None:
-    import torchio as tio
     from BrainAgeLib import models
     from BrainAgeLib.degrade import motion_transform
     from BrainAgeLib.preprocessing import normalize_intensity
     from BrainAgeLib.training.augmentation import degrade_image
-    from BrainAgeLib.training.features import scan_features
+    from BrainAgeLib.training.features import motion_copy, scan_features
     pipeline.HARMONIZE_RAW_SCANS = False
     DST.mkdir(parents=True, exist_ok=True)
     if not (DST / "ixi_model_space.npz").exists():
@@ -72,10 +71,7 @@ def build() -> None:
             f[f"{k}_deg"][n] = v
         for k, v in scan_features(net, normalize_intensity(arr ** gam["gamma"][n]), True).items():
             gam[f"{k}_gam"][n] = v
-        with torch.random.fork_rng():
-            torch.manual_seed(0 + int(n))
-            moved = motion(tio.ScalarImage(tensor=torch.from_numpy(arr)[None])).data[0].numpy()
-        for k, v in scan_features(net, normalize_intensity(np.clip(moved, 0, None) * (arr > 0)), True).items():
+        for k, v in scan_features(net, motion_copy(arr, int(n), motion), True).items():   # motion_copies' seed 0 + row
             mot[f"{k}_mot"][n] = v
         if (i + 1) % 10 == 0:
             print(f"{i + 1}/{len(rows)} IXI heads", flush=True)

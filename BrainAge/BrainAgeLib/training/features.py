@@ -272,16 +272,23 @@ def motion_copies(data_dir, feats: dict, cache_path, seed: int = 0, log=print) -
     (:func:`~BrainAgeLib.degrade.motion_transform`), seeded by ``seed`` + the subject's row. It acts
     on the model-space intensities before normalisation and, for registered scans, before
     harmonisation; the brain mask is kept (background 0). Cached in ``cache_path`` (.npz)."""
-    import torchio as tio
     from ..degrade import motion_transform
     motion = motion_transform()
+    return _build_copies(data_dir, feats, cache_path, MOTION_VERSION, "_mot",
+                         lambda arr, n: motion_copy(arr, seed + n, motion), "motion", log)
 
-    def move(arr, n):
-        with torch.random.fork_rng():
-            torch.manual_seed(seed + n)
-            moved = motion(tio.ScalarImage(tensor=torch.from_numpy(arr)[None])).data[0].numpy()
-        return normalize_intensity(np.clip(moved, 0, None) * (arr > 0))
-    return _build_copies(data_dir, feats, cache_path, MOTION_VERSION, "_mot", move, "motion", log)
+
+def motion_copy(array: np.ndarray, seed: int, transform=None) -> np.ndarray:
+    """A model-space T1 with head motion and nothing else, as :func:`motion_copies` makes each
+    subject's: ``transform`` (default :func:`~BrainAgeLib.degrade.motion_transform`) drawn with
+    torch seeded by ``seed`` (the global RNG state is kept), the brain mask kept, renormalised."""
+    import torchio as tio
+    from ..degrade import motion_transform
+    motion = transform or motion_transform()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        moved = motion(tio.ScalarImage(tensor=torch.from_numpy(array)[None])).data[0].numpy()
+    return normalize_intensity(np.clip(moved, 0, None) * (array > 0))
 
 
 def thick_model_space(array: np.ndarray, thickness_mm: float, orientation: str) -> np.ndarray:
