@@ -131,6 +131,28 @@ def test_refit_from_a_measurement_and_ship(tmp_path, monkeypatch):
     assert models.read_manifest(folder)["files"][models.THICK_SLICE_WEIGHTS]["weight_volumes"] == doc["weight_volumes"]
 
 
+def test_the_usual_ensemble_is_recomputed_for_a_new_weight():
+    """Release 11's thick-slice measurement (A's weight 0.2; docs/results) holds A's, B's and the
+    usual ensemble's ages as predict gave them: recomputed from A's and B's columns with release
+    11's bias corrections and weight, every ensemble age comes back to its rounding; with A's
+    weight 0 the ensemble is B's raw age through the ensemble's correction, which differs."""
+    import csv
+    from BrainAgeLib.training.thick_slices import usual_ensemble_column
+    path = Path(__file__).resolve().parents[1] / "docs" / "results" / "thick_slice_weights_fit_release11.csv"
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))[:130]
+    release11 = {"volumes": {"bias": {"slope": 0.829481101204412, "intercept": 8.983337596952627}},
+                 "cnn": {"bias": {"slope": 0.8346946483232104, "intercept": 9.966822436228572}},
+                 "ensemble": {"weight_volumes": 0.2,
+                              "bias": {"slope": 0.8225186562948441, "intercept": 10.340512998154578}}}
+    again = usual_ensemble_column(rows, release11)
+    assert [float(r["ensemble"]) for r in again] == pytest.approx([float(r["ensemble"]) for r in rows], abs=0.002)
+    assert again[0]["volumes"] == rows[0]["volumes"] and again[0]["qc"] == rows[0]["qc"]
+    b_only = usual_ensemble_column(rows, {**release11, "ensemble": {**release11["ensemble"], "weight_volumes": 0.0}})
+    moved = np.abs(np.array([float(r["ensemble"]) for r in b_only]) - [float(r["ensemble"]) for r in rows])
+    assert moved.mean() > 0.3
+
+
 def _models_with_weights(folder: Path, weights: dict, fitted_for: dict | None = None,
                          fit: dict | None = None) -> Path:
     shutil.copytree(models.models_dir(), folder)

@@ -79,14 +79,40 @@ def cmd_train_cnn(args) -> int:
     return 0
 
 
+def _ensemble_weight(value: str | None) -> tuple[float | None, str]:
+    """``--ensemble-weight``: (A's weight or None, the rule that chose it)."""
+    import json
+    from .site_evaluation import site_cv_weight
+    if value is None:
+        return None, "validation"
+    try:
+        return float(value), "given"
+    except ValueError:
+        pass
+    path = Path(value)
+    if not path.is_file():
+        raise SystemExit(f"--ensemble-weight: {value} is neither a number nor a sites_summary.json")
+    by_weight = json.loads(path.read_text()).get("leave_one_site_out_by_weight")
+    if not by_weight:
+        raise SystemExit(f"--ensemble-weight: {value} holds no leave_one_site_out_by_weight "
+                         "(run brainage evaluate-sites with both one-site CNNs)")
+    try:
+        return site_cv_weight(by_weight), f"site-level cross-validation ({path.name})"
+    except ValueError as e:
+        raise SystemExit(f"--ensemble-weight: {value}: {e}") from None
+
+
 def cmd_train_age_model(args) -> int:
     import json
     from .training import fit_age_model
     cnn = Path(args.cnn_dir) / "age_cnn.safetensors" if args.cnn_dir else None
+    weight, rule = _ensemble_weight(args.ensemble_weight)
+    if weight is not None and cnn is None:
+        raise SystemExit("--ensemble-weight needs --cnn-dir (the ensemble mixes A with the CNN)")
     path = fit_age_model(Path(args.data) / "camcan", args.out, Path(args.cache), cnn_weights=cnn,
                          seed=args.seed, degraded_augment=args.degraded_augment, sites=_sites(args.sites),
                          invariance=args.invariance, copies=_copies(args.copies), selection=args.select,
-                         log=lambda m: print(m, flush=True))
+                         ensemble_weight=weight, weight_rule=rule, log=lambda m: print(m, flush=True))
     if args.ship:
         m = json.loads(path.read_text())
         info = {"training": m["training"]["data"] + " (features from predicted segmentations)",
@@ -97,6 +123,7 @@ def cmd_train_age_model(args) -> int:
                 "invariance_copies": m["training"].get("invariance_copies", [])}
         if "ensemble" in m:
             info["ensemble"] = {"weight_volumes": m["ensemble"]["weight_volumes"],
+                                "weight_rule": m["ensemble"].get("weight_rule", "validation"),
                                 "validation_mae": m["ensemble"]["validation"]["mae"],
                                 "validation_n": m["ensemble"]["validation_n"]}
         _ship({"age_model.json": path, "feature_reference.json": path.with_name("feature_reference.json")}, info)
@@ -256,6 +283,10 @@ def add_training_commands(sub) -> None:
     ta.add_argument("--select", choices=("cv", "cv+sites"), default="cv",
                     help="approach A's ridge: lowest pooled CV MAE (default), or lowest mean of the CV MAE and "
                          "the site-transfer MAE (each training site predicted by a fit on the other alone)")
+    ta.add_argument("--ensemble-weight", default=None, metavar="W|SITES_SUMMARY",
+                    help="A's weight in the ensemble: a number in [0, 1], or a sites_summary.json of "
+                         "brainage evaluate-sites, whose leave-one-site-out sweep chooses it (site-level "
+                         "cross-validation); default: the weight with the lowest validation MAE")
     ta.add_argument("--degraded-augment", action=argparse.BooleanOptionalAction, default=True,
                     help="approach A also learns from each subject's degraded copy (default: yes)")
     for t in (tc, ta):

@@ -142,7 +142,8 @@ def copy_matrices(copies: dict, idx, feats: str) -> list[np.ndarray]:
 
 def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 20261123,
                   degraded_augment: bool = True, sites=("camcan", "ixi"), invariance: float = 0.0,
-                  copies=("contrast",), selection: str = "cv", log=print) -> Path:
+                  copies=("contrast",), selection: str = "cv", ensemble_weight: float | None = None,
+                  weight_rule: str = "validation", log=print) -> Path:
     """Select and fit approach A on the training subjects of ``sites`` (Cam-CAN ``reg_train``,
     ``ixi120``; 5-fold shuffled CV), calibrate it, and, when CNN weights are given, calibrate B
     and the ensemble on the CNN's validation subjects (:func:`~.cnn.training_partition`).
@@ -155,6 +156,10 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
     predicted by the regressor fitted on the other site's alone (training subjects only; never
     ``test`` or ``ixi10``). Pooled CV rewards what tells people apart within the sites it mixes;
     the transfer rewards what holds on a scanner the fit never saw.
+    ``ensemble_weight``: A's weight in the ensemble (0-1), chosen elsewhere and named by
+    ``weight_rule`` (e.g. site-level cross-validation,
+    :func:`~BrainAgeLib.site_evaluation.site_cv_weight`); None: the weight with the lowest
+    validation MAE. The ensemble's bias correction and interval are fitted on validation either way.
 
     Writes ``age_model.json``, ``regressor_comparison.csv`` and ``normative_table.csv`` (every
     training subject's out-of-sample age and tissue fractions, and the Cam-CAN ``test`` subjects')
@@ -162,6 +167,8 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
     """
     from sklearn.model_selection import KFold
     from ..regression import AgeBiasCorrection, best_ensemble_weight, conformal_halfwidth
+    if ensemble_weight is not None and not 0.0 <= float(ensemble_weight) <= 1.0:
+        raise ValueError(f"ensemble weight of A must lie in [0, 1], got {ensemble_weight}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     f = model_space_features(data_dir, cache_path, log=log, ixi_root=Path(data_dir).parent)
@@ -257,13 +264,18 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
         pb = cnn_predictions(f, va_cnn, cnn_weights)
         pa, yv = p_oof[va], y[va]
         bias_b = AgeBiasCorrection().fit(pb, yv)
-        wgt = best_ensemble_weight(pa, pb, yv)
+        wgt_val = best_ensemble_weight(pa, pb, yv)
+        if ensemble_weight is None:
+            wgt, weight_rule = wgt_val, "validation"
+        else:
+            wgt = float(ensemble_weight)
         pe = wgt * pa + (1 - wgt) * pb
         bias_e = AgeBiasCorrection().fit(pe, yv)
         model["cnn"] = {"bias": bias_b.to_dict(), "mirror": True, "validation_n": len(va),
                         "validation": age_metrics(pb, yv),
                         "interval_halfwidth": conformal_halfwidth(bias_b(pb) - yv)}
-        model["ensemble"] = {"weight_volumes": wgt, "bias": bias_e.to_dict(), "validation_n": len(va),
+        model["ensemble"] = {"weight_volumes": wgt, "weight_rule": weight_rule,
+                             "weight_by_validation": wgt_val, "bias": bias_e.to_dict(), "validation_n": len(va),
                              "validation": age_metrics(pe, yv),
                              "interval_halfwidth": conformal_halfwidth(bias_e(pe) - yv)}
         # disagreement between A and B on healthy validation subjects (QC reference)
@@ -274,7 +286,7 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
         used[va] = "ensemble"
         pt = wgt * final.predict(feature_matrix(f, test, feats)) + (1 - wgt) * cnn_predictions(f, test, cnn_weights)
         test_ages = bias_e(pt)
-        log(f"ensemble weight of A {wgt:.2f}; validation MAE A {age_metrics(pa, yv)['mae']:.2f} "
+        log(f"ensemble weight of A {wgt:.2f} ({weight_rule}; validation's choice {wgt_val:.2f}); validation MAE A {age_metrics(pa, yv)['mae']:.2f} "
             f"B {age_metrics(pb, yv)['mae']:.2f} ensemble {age_metrics(pe, yv)['mae']:.2f}")
     # references for calibration and QC: per-feature age norms, out-of-distribution score, ranges
     from ..calibration import FeatureReference

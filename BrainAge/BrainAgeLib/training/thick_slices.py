@@ -77,6 +77,25 @@ def measure_thick_slices(subjects: list[dict], out_csv, log: Callable[[str], Non
     return rows
 
 
+def usual_ensemble_column(rows: list[dict], age_model: dict) -> list[dict]:
+    """The rows of a thick-slice measurement with their ``ensemble`` column recomputed for
+    ``age_model`` (an ``age_model.json``) from their ``volumes`` and ``cnn`` columns (A's and B's
+    bias-corrected ages before any thick-slice line, years): each age is taken back to its raw
+    value through its bias correction, weighed by the model's ensemble weight and corrected by
+    the ensemble's. Exactly what :func:`~BrainAgeLib.regression.predict_ages` gives when A and B
+    are those the rows were measured with, so a refit after a change of the ensemble alone
+    (its weight) needs no new measurement."""
+    from ..regression import AgeBiasCorrection
+    e = age_model["ensemble"]
+    w = float(e["weight_volumes"])
+    raw = {k: (lambda age, b=age_model[k]["bias"]: b["intercept"] + b["slope"] * age) for k in ("volumes", "cnn")}
+    out = []
+    for r in rows:
+        pe = w * raw["volumes"](float(r["volumes"])) + (1 - w) * raw["cnn"](float(r["cnn"]))
+        out.append({**r, "ensemble": round(float(AgeBiasCorrection(**e["bias"])(pe)), 3)})
+    return out
+
+
 def _fit_orientation(sel: list[dict], clean: dict[str, dict]) -> dict:
     """Per slice thickness, the line (slope, intercept in years) that maps A's and B's thick-slice
     ages onto their clean-scan ages (least squares), and A's weight in the ensemble of the
@@ -153,6 +172,17 @@ def train_thick_slice_weights(data_dir, out_dir, n_subjects: int = 52,
     if measured_csv is not None:
         with open(measured_csv, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
+        age_model = json.loads((models.models_dir() / "age_model.json").read_text())
+        fresh = usual_ensemble_column(rows, age_model)
+        moved = [abs(float(a["ensemble"]) - float(b["ensemble"])) for a, b in zip(rows, fresh)]
+        log(f"usual ensemble recomputed for the shipped age model (A's weight "
+            f"{age_model['ensemble']['weight_volumes']:.2f}): {sum(m > 0.01 for m in moved)} of {len(rows)} "
+            f"rows moved, by up to {max(moved):.2f} y")
+        rows = fresh
+        with open(out / "thick_slices.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows({k: r[k] for k in COLUMNS} for r in rows)
         subjects = [{"set": k.split(":")[0], "subject_id": k.split(":")[1]}
                     for k in dict.fromkeys(f"{r['set']}:{r['subject_id']}" for r in rows)]
         log(f"{measured_csv}: {len(rows)} scans of {len(subjects)} subjects")
