@@ -12,9 +12,9 @@ from BrainAgeLib import models
 from BrainAgeLib import preprocessing as pp
 from BrainAgeLib.io import InputError, read_image
 from BrainAgeLib.qc import MIN_EDGE_SHARPNESS
-from BrainAgeLib.preprocessing import (MIN_SIMILARITY, check_t1_like, looks_skull_stripped,
-                                       normalize_intensity, preprocess, same_grid,
-                                       template_grid_array)
+from BrainAgeLib.input_checks import check_t1_like
+from BrainAgeLib.preprocessing import (MIN_SIMILARITY, looks_skull_stripped, normalize_intensity,
+                                       preprocess, same_grid, template_grid_array)
 
 DATA = Path(__file__).resolve().parent / "data"
 T1 = DATA / "IXI013-HH-1212_T1.nii.gz"

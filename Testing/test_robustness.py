@@ -14,8 +14,8 @@ import SimpleITK as sitk
 from BrainAgeLib import degrade as dg
 from BrainAgeLib import qc
 from BrainAgeLib.io import InputError, read_image
-from BrainAgeLib.preprocessing import (MIN_SIMILARITY, _resample_isotropic, check_t1_like, preprocess,
-                                       to_nonnegative)
+from BrainAgeLib.input_checks import check_t1_like, to_nonnegative
+from BrainAgeLib.preprocessing import MIN_SIMILARITY, _resample_isotropic, preprocess
 
 DATA = Path(__file__).resolve().parent / "data"
 T1 = DATA / "IXI013-HH-1212_T1.nii.gz"
