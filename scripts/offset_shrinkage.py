@@ -1,5 +1,6 @@
 """Should a scanner's offset be shrunk toward 0 by its sampling error? Measured on the 30 IXI heads
-that no shipped model trained on (``ixi120``'s validation part, 20, and ``ixi10``, 10): draw ``k``
+that B never trained on (``ixi120``'s validation part, 20, and ``ixi10``, 10; A's final ridge did
+train on the 20, so with a share of A their residuals are somewhat small): draw ``k``
 of them as controls, fit the offset (median gap), correct the others; 500 draws per ``k``. Methods:
 none; offset (``brainage site-offset``); shrunk offset, ``offset * max(0, 1 - SE² / offset²)`` with
 SE the median's standard error (1.2533 * 1.4826 * MAD / sqrt(k)). The IXI scanner is one the models
