@@ -52,6 +52,10 @@ def test_the_ensemble_weight_option(tmp_path):
     assert _ensemble_weight("0.3") == (0.3, "given")
     w, rule = _ensemble_weight(str(SITES_SUMMARY))
     assert 0.0 <= w <= 0.5 and rule == "site-level cross-validation (sites_summary.json)"
+    with pytest.raises(SystemExit, match=r"\[0, 1\]"):
+        _ensemble_weight("1.5")
+    with pytest.raises(SystemExit, match=r"\[0, 1\]"):
+        _ensemble_weight("nan")
     with pytest.raises(SystemExit, match="neither a number"):
         _ensemble_weight(str(tmp_path / "missing.json"))
     (tmp_path / "empty.json").write_text("{}")

@@ -86,9 +86,13 @@ def _ensemble_weight(value: str | None) -> tuple[float | None, str]:
     if value is None:
         return None, "validation"
     try:
-        return float(value), "given"
+        weight = float(value)
     except ValueError:
-        pass
+        weight = None
+    if weight is not None:
+        if not 0.0 <= weight <= 1.0:
+            raise SystemExit(f"--ensemble-weight: A's weight must lie in [0, 1], got {value}")
+        return weight, "given"
     path = Path(value)
     if not path.is_file():
         raise SystemExit(f"--ensemble-weight: {value} is neither a number nor a sites_summary.json")
