@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from bids_fixture import AGES, SCANS, make_dataset
-from BrainAgeLib import bids, cli
+from BrainAgeLib import bids, bids_group, cli
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def test_group_level_from_rows(dataset, tmp_path):
         tsv = bids.scan_outputs(out, s)["tsv"]
         tsv.parent.mkdir(parents=True, exist_ok=True)
         tsv.write_text(bids._tsv(bids.SCAN_COLUMNS, [row]))
-    summary = bids.write_group(out)
+    summary = bids_group.write_group(out)
     assert summary["scans"] == 3 and summary["qc"] == {"ok": 2, "error": 1} and summary["with_age"] == 2
     lines = (out / "brainage.tsv").read_text().splitlines()
     assert lines[0].split("\t") == bids.SCAN_COLUMNS and len(lines) == 4
@@ -142,12 +142,12 @@ def test_group_level_from_rows(dataset, tmp_path):
     assert summary["report"]["html"].endswith("cohort_report.html")
     linked = bids.report_path(out, scans[0])          # a scan report from --report
     linked.write_text("<html></html>")
-    bids.write_group(out, dataset)
+    bids_group.write_group(out, dataset)
     html = (out / "reports" / "cohort_report.html").read_text()
     assert f'href="{linked.name}"' in html and html.count("_report.html") == 1
     assert "/reports" in (out / ".bidsignore").read_text()
-    bids.write_group(out, report=False)
+    bids_group.write_group(out, report=False)
     shutil.rmtree(out / "sub-01")
     shutil.rmtree(out / "sub-02")
     with pytest.raises(bids.BidsError, match="run the participant level first"):
-        bids.write_group(out)
+        bids_group.write_group(out)

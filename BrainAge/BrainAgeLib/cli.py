@@ -246,13 +246,13 @@ def cmd_predict(args) -> int:
 
 def cmd_bids(args) -> int:
     """The BIDS App: participant level (scans -> derivative), group level (cohort table, figures)."""
-    from . import bids
+    from . import bids, bids_group
     try:
         if args.analysis_level == "group":
             if args.participant_label or args.session_label or args.bids_filter_file:
                 raise ArgumentError("the group level takes every scan in OUTPUT_DIR: no labels or filter")
             bids.prepare_output(args.bids_dir, args.output_dir)
-            s = bids.write_group(args.output_dir, args.bids_dir, report=not args.no_report)
+            s = bids_group.write_group(args.output_dir, args.bids_dir, report=not args.no_report)
             qc = ", ".join(f"{k} {v}" for k, v in s["qc"].items() if v)
             gap = (f"; mean gap {s['mean_gap']:+.2f} y, MAE {s['mae']:.2f} y over {s['with_age']} "
                    "scans with an age" if "mean_gap" in s else "")
