@@ -150,6 +150,10 @@ class AgeBiasCorrection:
     def __call__(self, predicted):
         return (np.asarray(predicted, float) - self.intercept) / self.slope
 
+    def raw(self, corrected):
+        """The uncorrected prediction that a corrected age (years) came from: the inverse of the call."""
+        return self.intercept + self.slope * np.asarray(corrected, float)
+
     def to_dict(self):
         return {"slope": self.slope, "intercept": self.intercept}
 

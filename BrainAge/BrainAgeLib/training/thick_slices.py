@@ -88,11 +88,11 @@ def usual_ensemble_column(rows: list[dict], age_model: dict) -> list[dict]:
     from ..regression import AgeBiasCorrection
     e = age_model["ensemble"]
     w = float(e["weight_volumes"])
-    raw = {k: (lambda age, b=age_model[k]["bias"]: b["intercept"] + b["slope"] * age) for k in ("volumes", "cnn")}
+    bias_a, bias_b, bias_e = (AgeBiasCorrection(**m["bias"]) for m in (age_model["volumes"], age_model["cnn"], e))
     out = []
     for r in rows:
-        pe = w * raw["volumes"](float(r["volumes"])) + (1 - w) * raw["cnn"](float(r["cnn"]))
-        out.append({**r, "ensemble": round(float(AgeBiasCorrection(**e["bias"])(pe)), 3)})
+        pe = w * bias_a.raw(float(r["volumes"])) + (1 - w) * bias_b.raw(float(r["cnn"]))
+        out.append({**r, "ensemble": round(float(bias_e(pe)), 3)})
     return out
 
 
