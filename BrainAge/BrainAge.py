@@ -1,8 +1,9 @@
 """BrainAge: brain age from one T1-weighted MRI, as a 3D Slicer scripted module.
 
 The module, its widget and its logic stay thin: the work is done by the Qt-free ``BrainAgeLib``
-package (``BrainAgeLib.mrml`` for the MRML side, ``BrainAgeLib.runner`` for the background
-worker, ``BrainAgeLib.chart`` for the plot), which is imported lazily, after its Python
+package (``BrainAgeLib.mrml`` for the MRML side, ``BrainAgeLib.mrml_process`` for runs on a
+volume node, ``BrainAgeLib.runner`` for the background worker, ``BrainAgeLib.chart`` for the
+plot), which is imported lazily, after its Python
 dependencies have been installed with the user's consent (never at import time).
 """
 import enum
@@ -553,13 +554,13 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
                 approach="ensemble", device="auto", skullStripped=None, progress=None,
                 tissues="camcan", siteCalibration=None):
         """Brain age of ``volumeNode`` into a segmentation and a table node (None: new ones),
-        blocking (for scripts). Delegates to ``BrainAgeLib.mrml.process`` with
+        blocking (for scripts). Delegates to ``BrainAgeLib.mrml_process.process`` with
         ``slicer.mrmlScene``; returns its result (``.segmentationNode``, ``.tableNode``,
         ``.predicted_age``, ``.result``).
         """
         if self.missingDependencies() and not self.ensureDependencies():
             raise RuntimeError("BrainAge's Python dependencies are not installed")
-        from BrainAgeLib.mrml import process
+        from BrainAgeLib.mrml_process import process
         start = time.time()
         out = process(slicer.mrmlScene, volumeNode, segmentationNode, tableNode, chronologicalAge,
                       approach=approach, device=device, skullStripped=skullStripped, progress=progress,
@@ -606,12 +607,12 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
                             approach="ensemble", device="auto", skullStripped=None, tissues="camcan",
                             siteCalibration=None, onProgress=None, onFinished=None):
         """Start the estimation in a background process and return at once: a
-        ``BrainAgeLib.mrml.BackgroundProcess`` (``.state``, ``.output`` when finished, ``.error``
+        ``BrainAgeLib.mrml_process.BackgroundProcess`` (``.state``, ``.output`` when finished, ``.error``
         when failed, ``.cancel()``). ``onProgress(fraction, message)`` and ``onFinished(job)`` are
         called from Slicer's event loop."""
         if self.missingDependencies() and not self.ensureDependencies():
             raise RuntimeError("BrainAge's Python dependencies are not installed")
-        from BrainAgeLib.mrml import start_process
+        from BrainAgeLib.mrml_process import start_process
         python, env = self.workerCommand()
         job = start_process(slicer.mrmlScene, volumeNode, segmentationNode, tableNode, chronologicalAge,
                             approach=approach, device=device, skullStripped=skullStripped, tissues=tissues,
@@ -672,7 +673,7 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
     def releaseModels() -> None:
         """Give the GPU memory of the networks back now (a background run gives it back when
         its worker ends; a blocking ``process`` after each run)."""
-        from BrainAgeLib.mrml import release_models
+        from BrainAgeLib.mrml_process import release_models
         release_models()
 
     @staticmethod
@@ -750,7 +751,7 @@ class BrainAgeLogic(ScriptedLoadableModuleLogic):
         """Every input (paths or volume nodes) into one row of ``outputCsv``, in the background:
         the same CSV as ``brainage predict``. Returns the ``BrainAgeLib.runner.BackgroundJob``."""
         from BrainAgeLib.cli import ArgumentError, read_ages
-        from BrainAgeLib.mrml import start_batch
+        from BrainAgeLib.mrml_process import start_batch
         if not outputCsv:
             raise ValueError(_("Choose a CSV file for the results."))
         try:

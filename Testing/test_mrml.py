@@ -601,3 +601,13 @@ def test_background_process_applies_the_site_calibration_file(processed, tmp_pat
     _assert_unchanged(volume, processed["before"])
     # put the table back as the other tests expect it (the uncalibrated ages)
     mrml.process(scene, volume, blocking.segmentationNode, blocking.tableNode, chronologicalAge=cli.SAMPLE_AGE)
+
+
+def test_runs_live_in_mrml_process_and_keep_the_design_api():
+    """DESIGN.md's Slicer API (``from BrainAgeLib.mrml import process``) holds after the split:
+    the runs are defined once, in mrml_process, and the nodes' module hands out the same objects."""
+    from BrainAgeLib import mrml_process
+    for name in ("process", "start_process", "start_batch", "release_models", "BackgroundProcess"):
+        assert getattr(mrml, name) is getattr(mrml_process, name)
+        assert getattr(mrml_process, name).__module__ == "BrainAgeLib.mrml_process"
+    assert mrml.show_result.__module__ == "BrainAgeLib.mrml"
