@@ -267,6 +267,47 @@ def test_focal_qc_fires_on_a_lesion_only(model_space):
     assert any("focal abnormality" in w for w in qc.focal_qc(ml))
 
 
+def test_mirror_disagreement_is_zero_for_one_reading_and_nan_without_brain():
+    rng = np.random.default_rng(0)
+    prob = rng.dirichlet(np.ones(4), size=(6, 7, 8)).transpose(3, 0, 1, 2).astype(np.float32)
+    assert qc.mirror_disagreement(prob, prob) == 0.0
+    other = prob.copy()
+    other[[2, 3]] = prob[[3, 2]]                  # GM and WM swapped: a large disagreement
+    assert qc.mirror_disagreement(prob, other) > 0.1
+    background = np.zeros_like(prob)
+    background[0] = 1.0
+    assert math.isnan(qc.mirror_disagreement(background, background))
+    assert qc.mirror_qc(float("nan")) == [] and qc.mirror_qc(qc.MAX_MIRROR_EXCESS) == []
+    assert "unstable segmentation" in qc.mirror_qc(qc.MAX_MIRROR_EXCESS + 0.01)[0]
+    # the excess is over the clean scans' line on the CSF fraction: more atrophy, more disagreement allowed
+    base, slope = qc.MIRROR_LINE
+    assert qc.mirror_excess(base + slope * 0.3, 0.3) == pytest.approx(0.0)
+    assert qc.mirror_excess(0.1, 0.35) < qc.mirror_excess(0.1, 0.2)
+
+
+def test_mirror_qc_fires_on_head_motion_and_not_on_the_clean_head():
+    """IXI014 with evaluate-robustness' motion (its seed there): the age moved by 20 years while
+    every other QC stayed silent; the segmentation of the scan and its mirror now disagree."""
+    import zlib
+    from BrainAgeLib import models
+    from BrainAgeLib.segmentation import segment_array
+    from BrainAgeLib.volumes import global_fractions
+    net = models.load_resunet()
+
+    def excess(img):
+        x = sitk.GetArrayFromImage(preprocess(img).image)
+        prob = segment_array(net, x, device="cpu")
+        mirrored = segment_array(net, np.ascontiguousarray(x[..., ::-1]), device="cpu")[..., ::-1]
+        return qc.mirror_excess(qc.mirror_disagreement(prob, mirrored), float(global_fractions(prob)[0]))
+
+    head = read_image(T1B)
+    seed = int(np.random.SeedSequence([20261123, zlib.crc32(b"IXI014-HH-1236"),
+                                       zlib.crc32(b"motion")]).generate_state(1)[0])
+    clean, moved = excess(head), excess(dg.motion(head, seed))
+    assert clean < qc.MAX_MIRROR_EXCESS and qc.mirror_qc(clean) == []
+    assert moved > qc.MAX_MIRROR_EXCESS and qc.mirror_qc(moved)
+
+
 # ---- evaluate-robustness -------------------------------------------------------------------------
 def test_summary_counts_silent_large_errors_and_warning_rates():
     from BrainAgeLib.evaluation_robustness import summarise

@@ -4,7 +4,8 @@ side with brain extraction alone (deepbet as a stand-alone tool: its default set
 
 Measured: (a) deepbet alone, (b) preprocess() (resampling, brain extraction, N4, registration,
 normalisation), (c) predict() end to end (reading the file included), (d) the same with the
-dlmuse tissue definition and (e) with release 11's GM/WM harmonisation and second ResUNet pass
+dlmuse tissue definition, (e) without release 14's mirror check (``pipeline.MIRROR_CHECK``, its
+second ResUNet pass) and (f) with release 11's GM/WM harmonisation and second ResUNet pass
 switched back on (``pipeline.HARMONIZE_RAW_SCANS``; off since release 12). Each measurement runs in a
 fresh process (models loaded, then one warm-up run, then timed runs); peak memory is that
 process's maximum resident set size (ru_maxrss), which counts torch's allocations too.
@@ -56,6 +57,7 @@ def worker(what: str, path: str, runs: int, threads: int) -> None:
         from BrainAgeLib import pipeline
         from BrainAgeLib.pipeline import predict
         pipeline.HARMONIZE_RAW_SCANS = what == "predict-harmonised"
+        pipeline.MIRROR_CHECK = what != "predict-nomirror"
         tissues = "dlmuse" if what == "predict-dlmuse" else "camcan"
         fn = lambda: predict(path, device="cpu", tissues=tissues)   # noqa: E731
     fn()                                        # warm-up: loads the networks
@@ -85,7 +87,7 @@ def main() -> None:
         head = Path(tmp) / "head_1mm.nii.gz"
         make_1mm(src, head)
         res = {}
-        for what in ("bet", "preprocess", "predict", "predict-dlmuse", "predict-harmonised"):
+        for what in ("bet", "preprocess", "predict", "predict-nomirror", "predict-dlmuse", "predict-harmonised"):
             out = subprocess.run([sys.executable, __file__, "--runs", str(args.runs), "--threads",
                                   str(args.threads), "--worker", what, str(head)],
                                  capture_output=True, text=True)
@@ -98,6 +100,7 @@ def main() -> None:
           f"median of {args.runs} timed runs after a warm-up")
     names = {"bet": "brain extraction alone (deepbet)", "preprocess": "preprocess()",
              "predict": "predict() end to end",
+             "predict-nomirror": "predict(), no mirror check",
              "predict-dlmuse": "predict(tissues='dlmuse')",
              "predict-harmonised": "predict(), harmonised (release 11)"}
     base = np.median(res["bet"]["seconds"]) if "bet" in res else None

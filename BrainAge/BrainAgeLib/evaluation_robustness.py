@@ -18,14 +18,14 @@ import SimpleITK as sitk
 LARGE_ERROR_YEARS = 5.0        # an age moved further than this while qc says "ok" is a silent large error
 COLUMNS = ["set", "subject_id", "age", "condition", "processed", "predicted_age", "clean_age",
            "age_change", "flagged", "silent_large_error", "qc", "warnings", "wm_snr",
-           "unexpected_csf_ml", "seconds", "error"]
+           "unexpected_csf_ml", "mirror_excess", "seconds", "error"]
 
 # short keys of the QC warnings, by the start of their text (others: their first words)
 WARNING_KEYS = {"not a T1": "not_t1", "registration": "registration", "unusual grey/white": "gm_wm_contrast",
                 "image much softer": "sharpness", "noisy image": "noise", "intensity wrap-around": "wraparound",
                 "focal abnormality": "focal", "thick slices": "thick_slices", "implausible TIV": "tiv",
                 "implausible": "tissue_fraction", "tissue pattern unlike": "out_of_distribution",
-                "the two age models disagree": "ab_disagreement",
+                "the two age models disagree": "ab_disagreement", "unstable segmentation": "mirror",
                 "predicted age": "age_range", "chronological age": "age_range"}
 
 
@@ -87,6 +87,7 @@ def _run(image: sitk.Image) -> dict:
             "warnings": "|".join(sorted({warning_key(q) for q in res.qc})),
             "wm_snr": round(res.qc_measures.get("wm_snr", float("nan")), 2),
             "unexpected_csf_ml": round(res.qc_measures.get("unexpected_csf_ml", float("nan")), 2),
+            "mirror_excess": round(res.qc_measures.get("mirror_excess", float("nan")), 4),
             "seconds": round(res.seconds, 2), "error": ""}
 
 

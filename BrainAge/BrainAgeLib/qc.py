@@ -270,6 +270,43 @@ def image_qc(array: np.ndarray, prob: np.ndarray) -> tuple[dict[str, float], lis
     return measures, noise_qc(measures["wm_snr"]) + focal_qc(measures["unexpected_csf_ml"])
 
 
+# ---- the segmentation's own consistency: a scan and its mirror ----------------------------------
+# The ResUNet learned from left-right flipped crops, so it reads a brain and its mirror image alike;
+# motion and ghosting artefacts break that agreement. The disagreement also grows with atrophy (more
+# tissue borders: r = 0.85 with the CSF fraction on clean Cam-CAN scans), so what is compared with
+# the threshold is its excess over a line on the CSF fraction. Line and threshold (the 99th
+# percentile of the excess, as for the A/B disagreement) set on 172 clean scans, 52 Cam-CAN
+# seg_train/seg_val and the 120 ixi120 heads (scripts/measure_mirror_qc.py, docs/results/mirror_qc.csv);
+# Cam-CAN test and ixi10 were held out from it (README, Quality control).
+MIRROR_LINE = (0.0527, 0.1233)     # disagreement of a clean scan: intercept + slope x CSF fraction of TIV
+MAX_MIRROR_EXCESS = 0.0134
+
+
+def mirror_disagreement(prob: np.ndarray, prob_of_mirror: np.ndarray) -> float:
+    """Mean over brain voxels (tissue probability > 0.5) of the summed absolute difference of the
+    CSF, GM and WM probabilities (4, z, y, x) of a scan and of its left-right mirror (segmented
+    mirrored, then flipped back); 0 for a perfectly consistent reading, at most 2."""
+    brain = prob[1:4].sum(0) > 0.5
+    if not brain.any():
+        return float("nan")
+    return float(np.abs(prob[1:4] - prob_of_mirror[1:4]).sum(0)[brain].mean())
+
+
+def mirror_excess(disagreement: float, csf_fraction: float, line: tuple[float, float] = MIRROR_LINE) -> float:
+    """How far a scan's mirror disagreement lies above that of clean scans with its CSF fraction."""
+    return float(disagreement - (line[0] + line[1] * csf_fraction))
+
+
+def mirror_qc(excess: float, maximum: float = MAX_MIRROR_EXCESS) -> list[str]:
+    """A warning when the segmentation of the scan and of its mirror disagree more than on
+    (almost) any clean scan with the same CSF fraction (:func:`mirror_excess`)."""
+    if np.isfinite(excess) and excess > maximum:
+        return [f"unstable segmentation (scan and mirror disagree {excess:.3f} more than clean scans, "
+                f"threshold {maximum:.3f}): motion, ghosting or another artefact? volumes and ages are "
+                "less reliable"]
+    return []
+
+
 # ---- model level: A/B disagreement, out-of-distribution score, age range ----------------------
 OOD_CELL = 12          # 24 mm cells (2 mm voxels) for the out-of-distribution score
 OOD_COMPONENTS = 12

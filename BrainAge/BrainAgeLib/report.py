@@ -41,6 +41,11 @@ QC_ADVICE = {
     "tissue pattern unlike": ("The tissue pattern differs from every healthy training scan.",
                               "Look at the QC slices for a lesion, an artefact or a failed "
                               "segmentation; the age is not reliable if the segmentation is wrong."),
+    "unstable segmentation": ("The tissue segmentation changes when the image is mirrored left to "
+                              "right, more than on clean scans: a sign of head motion, ghosting or "
+                              "another artefact.",
+                              "Look at the image for motion or ghosting; motion can make a brain look "
+                              "years older. Prefer a repeat scan; do not read a gap from this one alone."),
     "the two age models disagree": ("The two age models (tissue volumes and image CNN) disagree more "
                                     "than they do on healthy scans.",
                                     "The age is uncertain: check the image quality and the "
