@@ -5,6 +5,7 @@ of ``qc`` fires on a degraded scan and not on the clean one; evaluate-robustness
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -306,6 +307,25 @@ def test_mirror_qc_fires_on_head_motion_and_not_on_the_clean_head():
     clean, moved = excess(head), excess(dg.motion(head, seed))
     assert clean < qc.MAX_MIRROR_EXCESS and qc.mirror_qc(clean) == []
     assert moved > qc.MAX_MIRROR_EXCESS and qc.mirror_qc(moved)
+
+
+def test_predict_runs_the_mirror_check_by_default(monkeypatch):
+    """On by default (the suite switches it off for speed, conftest.py); with it on, predict records
+    its measures and a clean head passes it."""
+    import subprocess
+    import sys
+    from BrainAgeLib import pipeline
+    env = {k: v for k, v in os.environ.items() if k != "BRAINAGE_MIRROR_CHECK"}
+    out = subprocess.run([sys.executable, "-c", "import BrainAgeLib.pipeline as p; print(p.MIRROR_CHECK)"],
+                         env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+    monkeypatch.setattr(pipeline, "MIRROR_CHECK", True)
+    res = pipeline.predict(T1, device="cpu")
+    assert res.qc_measures["mirror_excess"] < qc.MAX_MIRROR_EXCESS
+    assert not any("unstable segmentation" in w for w in res.qc)
+    monkeypatch.setattr(pipeline, "MIRROR_CHECK", False)
+    off = pipeline.predict(T1, device="cpu")
+    assert "mirror_excess" not in off.qc_measures and off.predicted_age == res.predicted_age
 
 
 # ---- evaluate-robustness -------------------------------------------------------------------------

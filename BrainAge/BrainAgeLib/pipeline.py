@@ -78,8 +78,9 @@ def _device(device: str) -> str:
 # switch (``harmonised``) and are rebuilt when it differs.
 HARMONIZE_RAW_SCANS = False
 # The mirror check (qc.mirror_qc, release 14): a second ResUNet pass on the left-right mirrored scan,
-# ~1 s on 2 CPU cores. Off drops that QC and nothing else (the ages never read the mirrored pass).
-MIRROR_CHECK = True
+# ~1 s on 2 CPU cores. Off (False, or BRAINAGE_MIRROR_CHECK=0 in the environment, which background
+# workers inherit) drops that QC and nothing else: the ages never read the mirrored pass.
+MIRROR_CHECK = os.environ.get("BRAINAGE_MIRROR_CHECK", "1") != "0"
 
 
 def harmonize_and_segment(net, array: np.ndarray, prob: np.ndarray, device: str = "cpu"):
