@@ -291,14 +291,14 @@ def test_mirror_qc_fires_on_head_motion_and_not_on_the_clean_head():
     every other QC stayed silent; the segmentation of the scan and its mirror now disagree."""
     import zlib
     from BrainAgeLib import models
-    from BrainAgeLib.segmentation import segment_array
+    from BrainAgeLib.segmentation import segment_array, segment_mirrored
     from BrainAgeLib.volumes import global_fractions
     net = models.load_resunet()
 
     def excess(img):
         x = sitk.GetArrayFromImage(preprocess(img).image)
         prob = segment_array(net, x, device="cpu")
-        mirrored = segment_array(net, np.ascontiguousarray(x[..., ::-1]), device="cpu")[..., ::-1]
+        mirrored = segment_mirrored(net, x, device="cpu")
         return qc.mirror_excess(qc.mirror_disagreement(prob, mirrored), float(global_fractions(prob)[0]))
 
     head = read_image(T1B)

@@ -30,7 +30,7 @@ from BrainAgeLib.io import read_image
 from BrainAgeLib.preprocessing import preprocess
 from BrainAgeLib.qc import MAX_MIRROR_EXCESS, MIRROR_LINE, mirror_disagreement, mirror_excess
 from BrainAgeLib.volumes import global_fractions
-from BrainAgeLib.segmentation import segment_array
+from BrainAgeLib.segmentation import segment_array, segment_mirrored
 from BrainAgeLib.training import camcan_paths, read_camcan_subjects
 
 COLUMNS = ["set", "subject_id", "age", "role", "mirror_disagreement", "csf_fraction"]
@@ -56,7 +56,7 @@ def measure(net, path) -> tuple[float, float]:
     """The mirror disagreement and the CSF fraction of TIV of one scan."""
     arr = sitk.GetArrayFromImage(preprocess(read_image(path)).image)
     prob = segment_array(net, arr)
-    mirrored = segment_array(net, np.ascontiguousarray(arr[..., ::-1]))[..., ::-1]
+    mirrored = segment_mirrored(net, arr)
     return mirror_disagreement(prob, mirrored), float(global_fractions(prob)[0])
 
 

@@ -14,7 +14,7 @@ from .io import InputError, read_image_qc, validate_image
 from .preprocessing import harmonize_intensities, preprocess, tissue_medians, to_input_grid
 from .qc import (contrast_qc, edge_sharpness, focal_qc, grey_white_contrast_qc, mirror_disagreement,
                  mirror_excess, mirror_qc, noise_qc, sharpness_qc, slice_geometry, unexpected_csf_ml, wm_snr)
-from .segmentation import segment_array
+from .segmentation import segment_array, segment_mirrored
 from .volumes import global_fractions, tissue_volumes_ml, volume_qc
 
 TISSUES = ("csf", "gm", "wm")
@@ -133,7 +133,7 @@ def segment_image(image: sitk.Image, *, skull_stripped: bool | None = None, devi
     prob = segment_array(net, arr, device=device)
     if MIRROR_CHECK:      # the scan's mirror, segmented and flipped back: a reading that changes is unstable
         report(0.55, "checking the segmentation on the mirrored scan")
-        mirrored = segment_array(net, np.ascontiguousarray(arr[..., ::-1]), device=device)[..., ::-1]
+        mirrored = segment_mirrored(net, arr, device=device)
         prep.measures["mirror_disagreement"] = mirror_disagreement(prob, mirrored)
         prep.measures["mirror_excess"] = mirror_excess(prep.measures["mirror_disagreement"],
                                                        float(global_fractions(prob)[0]))

@@ -23,6 +23,13 @@ def segment_array(net, array: np.ndarray, device: str = "cpu") -> np.ndarray:
     return prob.float().cpu().contiguous().numpy()
 
 
+def segment_mirrored(net, array: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """:func:`segment_array` of the left-right mirror of ``array`` (its last axis flipped), flipped
+    back onto ``array``'s voxels: what the mirror check (:func:`~BrainAgeLib.qc.mirror_disagreement`)
+    compares with the scan's own probabilities."""
+    return segment_array(net, np.ascontiguousarray(np.asarray(array)[..., ::-1]), device=device)[..., ::-1]
+
+
 def labels_from_probabilities(prob: np.ndarray) -> np.ndarray:
     """Most likely class per voxel, uint8."""
     return prob.argmax(0).astype(np.uint8)
