@@ -9,7 +9,7 @@ Candidates (all but the first applied to both sites):
   power     a * x**p through the GM/WM medians (undoes a gamma exactly)
   log3      piecewise-linear in log-log through the CSF, GM and WM medians (undoes a gamma
             exactly and also pins the CSF median)
-The last two were then trained and evaluated end to end (README, "Ages on other scanners";
+The last two were then trained and evaluated end to end (docs/generalisation.md;
 docs/results/candidates/); neither shipped. Needs runs/features/ixi_model_space.npz; ~6 min on
 2 cores. Output: docs/results/harmonisation_maps.json
 

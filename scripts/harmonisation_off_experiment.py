@@ -28,7 +28,7 @@ there are kept and skipped, so that an interrupted run resumes. Refit with ``bra
 train-thick-slice-weights --from-csv`` on the two parts joined.
 
 Then the usual commands with ``--cache runs/features_noharm/features.npz`` and the switch off
-train and judge the candidate (README, *Ages on other scanners*).
+train and judge the candidate (docs/generalisation.md).
 """
 from __future__ import annotations
 

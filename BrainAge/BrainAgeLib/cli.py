@@ -376,7 +376,7 @@ def _warn_small_offset(offset: float, se: float, n: int) -> None:
         print(f"warning: the offset ({offset:+.2f} years) is within two standard errors ({se:.2f}) of 0: "
               f"with {n} controls it is mostly sampling error, and on held-out scans such an offset "
               "costs more accuracy than it gains. Add controls, or predict without it "
-              "(README: How many controls)", file=sys.stderr)
+              "(docs/generalisation.md: How many controls)", file=sys.stderr)
 
 
 def cmd_site_offset(args) -> int:

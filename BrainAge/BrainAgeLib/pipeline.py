@@ -73,7 +73,7 @@ def _device(device: str) -> str:
 # Registered scans (another scanner): read as they are (release 12). Releases 5-11 mapped their
 # GM/WM medians to Cam-CAN's and segmented them again (:func:`harmonize_and_segment`); once the age
 # models had learned to ignore contrast, that map made IXI heads respond to a gamma twice as much
-# as without it and cost accuracy on the unseen scanner (README, *The harmonisation doubled the
+# as without it and cost accuracy on the unseen scanner (docs/generalisation.md, *The harmonisation doubled the
 # contrast response*). True restores it, for release 11's models. The feature caches record the
 # switch (``harmonised``) and are rebuilt when it differs.
 HARMONIZE_RAW_SCANS = False

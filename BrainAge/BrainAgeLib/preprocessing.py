@@ -204,7 +204,7 @@ def template_grid_array(image: sitk.Image) -> tuple[np.ndarray, float]:
     exceeds ``BIAS_FIELD_MAX_SD``, i.e. when the scan is less homogeneous than any training scan
     (the training scans were bias-corrected before release and are read as they are). Without
     this, a bias field moved such a scan's age by up to 6.7 years, unflagged. Applying N4 to
-    every scan was tried and measured (README, *Ages on other scanners*): it made the ages of
+    every scan was tried and measured (docs/generalisation.md): it made the ages of
     moved (motion-corrupted) scans move twice as much. Then :func:`normalize_intensity`."""
     nonzero = sitk.Cast(image > 0, sitk.sitkUInt8)
     corrected = n4_bias_correct(image, nonzero)

@@ -201,7 +201,7 @@ class SiteOffset:
     def standard_error(self) -> float:
         """Standard error (years) of the offset, a median of ``n`` gaps: 1.2533 x 1.4826 x MAD /
         sqrt(n) for normal gaps. An offset within two of them of 0 is mostly sampling error:
-        applying it is more likely to cost accuracy than to gain it (README, *How many controls*)."""
+        applying it is more likely to cost accuracy than to gain it (docs/generalisation.md, *How many controls*)."""
         from .calibration import median_standard_error
         return median_standard_error(self.mad, self.n)
 
