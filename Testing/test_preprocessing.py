@@ -157,7 +157,8 @@ def test_inverted_contrast_gets_a_qc_warning(image, prep):
 
 def test_missing_deepbet_gives_a_clear_error(image, monkeypatch):
     import sys
-    monkeypatch.setattr(pp, "_BET", None)
+    from BrainAgeLib import brain_extraction
+    monkeypatch.setattr(brain_extraction, "_BET", None)
     monkeypatch.setitem(sys.modules, "deepbet", None)
     with pytest.raises(RuntimeError, match="deepbet"):
         preprocess(image, skull_stripped=False)

@@ -64,6 +64,7 @@ from typing import Callable  # noqa: E402
 
 import SimpleITK as sitk  # noqa: E402
 
+from .brain_extraction import extract_brain, sitk_to_nibabel  # noqa: E402,F401 (re-exported)
 from .input_checks import check_t1_like, to_nonnegative  # noqa: E402
 
 
@@ -102,7 +103,6 @@ SKULL_STRIPPED_MIN_ZERO = 0.3   # ... and at least this fraction of the voxels i
 MIN_SIMILARITY = 0.70
 BET_ERODE_VOXELS = 1           # erosion of deepbet's mask on the working grid (see preprocess)
 MIN_BRAIN_ML = 500.0           # brain extraction finding less than this is a failure
-BET_SHAPE = 192                # deepbet's cube (default 256): same Dice on ixi10 at half the time
 N4_FIT_SPACING_MM = 8.0        # N4 fits its bias field on a copy this coarse (the field is smooth)
 N4_ITERATIONS = (30, 30, 30, 30)  # per fitting level (4 levels: control points every ~25 mm at the end)
 # Scans already on the template grid: N4 is fitted inside their non-zero voxels and applied only
@@ -212,55 +212,6 @@ def template_grid_array(image: sitk.Image) -> tuple[np.ndarray, float]:
     if sd > BIAS_FIELD_MAX_SD:
         image = sitk.Mask(corrected, nonzero)
     return normalize_intensity(sitk.GetArrayViewFromImage(image)), sd
-
-
-def sitk_to_nibabel(image: sitk.Image):
-    """A nibabel image (RAS affine) holding the voxels of a SimpleITK image (LPS)."""
-    import nibabel as nib
-    arr = sitk.GetArrayFromImage(image).transpose(2, 1, 0)        # (x, y, z)
-    direction = np.array(image.GetDirection()).reshape(3, 3)
-    affine = np.eye(4)
-    affine[:3, :3] = direction * np.array(image.GetSpacing())[None]
-    affine[:3, 3] = image.GetOrigin()
-    affine = np.diag([-1, -1, 1, 1]) @ affine                      # LPS -> RAS
-    return nib.Nifti1Image(arr.astype(np.float32), affine)
-
-
-_BET = None
-
-
-def _brain_extractor():
-    global _BET
-    if _BET is None:
-        try:
-            from deepbet import BrainExtraction
-        except ImportError as e:
-            raise RuntimeError("brain extraction needs the 'deepbet' package (pip install deepbet), "
-                               "or pass skull_stripped=True for brain-extracted inputs") from e
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")          # torch.jit.load deprecation
-            _BET = BrainExtraction(no_gpu=True)
-        run_model = _BET.run_model
-        _BET.run_model = lambda x, **kw: run_model(x, shape=(BET_SHAPE,) * 3)
-    return _BET
-
-
-def extract_brain(image: sitk.Image) -> sitk.Image:
-    """Brain mask (uint8, same grid) of a whole-head T1 with deepbet (weights ship in its package).
-
-    Run it on a copy of at most 2 mm (:func:`_resample_isotropic`): deepbet resamples the
-    head's bounding box to a fixed cube anyway, so finer inputs only cost time.
-    """
-    import warnings
-    bet = _brain_extractor()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _, mask, _ = bet.run(sitk_to_nibabel(image))
-    m = np.asarray(mask.dataobj).astype(np.uint8).transpose(2, 1, 0)
-    out = sitk.GetImageFromArray(np.ascontiguousarray(m))
-    out.CopyInformation(image)
-    return out
 
 
 REGISTRATION = "rigid"         # the raw-scan path's registration: rigid (6 dof) or affine (12; release <= 8)
