@@ -254,3 +254,19 @@ def test_blurred_scan_gets_a_sharpness_warning(image):
     blurred, _, _ = segment_image(sitk.SmoothingRecursiveGaussian(sitk.Cast(image, sitk.sitkFloat32), 3.0))
     assert blurred.sharpness < sharp.sharpness - 0.15
     assert any("image much softer than the training scans" in q for q in blurred.qc)
+
+
+def test_resampling_only_around_the_brain_changes_nothing(image, prep):
+    """Labels and brain mask on a finer grid (1.2 mm) are resampled only where the brain maps
+    (to_input_grid, _mask_to_grid): the same voxels, exactly, as resampling the whole grid."""
+    from BrainAgeLib.segmentation import segment_array
+    fine = resampled(image, "RAS", 1.2)
+    prob = segment_array(models.load_resunet(), sitk.GetArrayViewFromImage(prep.image))
+    labels = sitk.GetArrayFromImage(pp.to_input_grid(prob, prep, fine))
+    whole = np.stack(list(pp._channels_on_grid(prob, prep, fine))).argmax(0)
+    assert whole.shape == labels.shape and np.array_equal(labels, whole)
+    assert set(np.unique(labels)) == {0, 1, 2, 3} and (labels == 0).mean() > 0.3
+    mask = sitk.GetArrayFromImage(pp._mask_to_grid(prep.brain_mask, fine))
+    whole_mask = sitk.GetArrayFromImage(sitk.Resample(sitk.Cast(prep.brain_mask, sitk.sitkFloat32), fine,
+                                                      sitk.Transform(), sitk.sitkLinear, 0.0)) >= 0.5
+    assert np.array_equal(mask > 0, whole_mask) and whole_mask.any()

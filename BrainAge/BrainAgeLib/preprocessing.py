@@ -268,6 +268,21 @@ def template_similarity(image: sitk.Image, template: sitk.Image) -> float:
     return float(np.corrcoef(a[m], t[m])[0, 1])
 
 
+_INNER_BRAIN: dict[tuple[int, int], tuple[sitk.Image, np.ndarray]] = {}
+
+
+def _inner_brain(template: sitk.Image, erode_voxels: int) -> np.ndarray:
+    """The template's brain (> 0.05) eroded by ``erode_voxels``, bool (z, y, x); kept for the
+    template object it was computed for (the shipped template is loaded once)."""
+    key = (id(template), erode_voxels)
+    if key not in _INNER_BRAIN or _INNER_BRAIN[key][0] is not template:
+        inner = sitk.BinaryErode(sitk.Cast(template > 0.05, sitk.sitkUInt8), [erode_voxels] * 3)
+        if len(_INNER_BRAIN) >= 4:
+            _INNER_BRAIN.clear()
+        _INNER_BRAIN[key] = (template, sitk.GetArrayFromImage(inner) > 0)
+    return _INNER_BRAIN[key][1]
+
+
 def tissue_contrast_similarity(image: sitk.Image, template: sitk.Image, erode_voxels: int = 3) -> float:
     """Pearson correlation with the template inside the brain eroded by ``erode_voxels``.
 
@@ -275,8 +290,7 @@ def tissue_contrast_similarity(image: sitk.Image, template: sitk.Image, erode_vo
     so a T2-like or inverted image correlates negatively here even when the brain outline
     registers well (:func:`template_similarity` stays positive for them).
     """
-    inner = sitk.BinaryErode(sitk.Cast(template > 0.05, sitk.sitkUInt8), [erode_voxels] * 3)
-    m = sitk.GetArrayViewFromImage(inner) > 0
+    m = _inner_brain(template, erode_voxels)
     a = sitk.GetArrayViewFromImage(image)[m]
     t = sitk.GetArrayViewFromImage(template)[m]
     if a.size < 2 or a.std() == 0:
@@ -284,16 +298,52 @@ def tissue_contrast_similarity(image: sitk.Image, template: sitk.Image, erode_vo
     return float(np.corrcoef(a, t)[0, 1])
 
 
+def _box_on_grid(reference: sitk.Image, corners: np.ndarray, margin: int = 1):
+    """The part of ``reference``'s grid that holds the physical points ``corners`` (n, 3, mm; the
+    corners of a box, whose every point then lies in their bounding box), widened by ``margin``
+    voxels and clipped to the grid: ``(size, origin, slices)``, the sub-grid's size (x, y, z) and
+    origin (mm) and its place in ``reference``'s (z, y, x) array; None when it is empty."""
+    idx = np.array([reference.TransformPhysicalPointToContinuousIndex([float(v) for v in c]) for c in corners])
+    lo = np.maximum(np.floor(idx.min(0)).astype(int) - margin, 0)
+    hi = np.minimum(np.ceil(idx.max(0)).astype(int) + margin + 1, np.array(reference.GetSize()))
+    if (hi <= lo).any():
+        return None
+    origin = reference.TransformIndexToPhysicalPoint([int(v) for v in lo])
+    return [int(v) for v in hi - lo], origin, tuple(slice(int(a), int(b)) for a, b in zip(lo[::-1], hi[::-1]))
+
+
+def _index_box_corners(image: sitk.Image, where: np.ndarray, widen: int = 1) -> np.ndarray | None:
+    """Physical corners (8, 3, mm) of the index box of ``where`` (bool, z, y, x, on ``image``'s
+    grid) widened by ``widen`` voxels: every point whose linear interpolation reads a voxel of
+    ``where`` lies inside them. None when ``where`` is empty."""
+    nz = np.nonzero(where)
+    if nz[0].size == 0:
+        return None
+    lo = np.array([a.min() for a in nz][::-1], float) - widen        # (x, y, z)
+    hi = np.array([a.max() for a in nz][::-1], float) + widen
+    return np.array([image.TransformContinuousIndexToPhysicalPoint([float(v) for v in
+                     np.where([i & 1, i & 2, i & 4], hi, lo)]) for i in range(8)])
+
+
 def _mask_to_grid(mask: sitk.Image, reference: sitk.Image) -> sitk.Image:
     """A binary mask on another grid: linear interpolation then 0.5 threshold (smooth edges
-    on finer grids), nearest neighbour when the grids are the same."""
+    on finer grids), nearest neighbour when the grids are the same. Only the part of the grid
+    around the mask is interpolated (the rest is 0 either way)."""
     if same_grid(mask, reference):
         out = sitk.Cast(mask, sitk.sitkUInt8)
         out.CopyInformation(reference)
         return out
-    r = sitk.Resample(sitk.Cast(mask, sitk.sitkFloat32), reference, sitk.Transform(),
-                      sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    return sitk.Cast(r >= 0.5, sitk.sitkUInt8)
+    arr = np.zeros(reference.GetSize()[::-1], np.uint8)
+    corners = _index_box_corners(mask, sitk.GetArrayViewFromImage(mask) > 0)
+    box = None if corners is None else _box_on_grid(reference, corners)
+    if box is not None:
+        size, origin, where = box
+        r = sitk.Resample(sitk.Cast(mask, sitk.sitkFloat32), size, sitk.Transform(), sitk.sitkLinear, origin,
+                          reference.GetSpacing(), reference.GetDirection(), 0.0, sitk.sitkFloat32)
+        arr[where] = sitk.GetArrayViewFromImage(r) >= 0.5
+    out = sitk.GetImageFromArray(arr)
+    out.CopyInformation(reference)
+    return out
 
 
 def preprocess(image: sitk.Image, skull_stripped: bool | None = None,
@@ -375,20 +425,22 @@ def preprocess(image: sitk.Image, skull_stripped: bool | None = None,
     return Preprocessed(out, transform, skull_stripped=stripped, brain_mask=mask, similarity=sim, qc=qc)
 
 
-def _channels_on_grid(prob: np.ndarray, prep: Preprocessed, reference: sitk.Image):
+def _channels_on_grid(prob: np.ndarray, prep: Preprocessed, reference: sitk.Image, box=None):
     """Each class probability of ``prob`` (4, z, y, x, model space) on ``reference``'s grid,
     one float32 (z, y, x) array at a time (linear interpolation; outside the model space:
-    background)."""
+    background). ``box``: only that part of the grid (:func:`_box_on_grid`'s size and origin)."""
     from .models import load_template
     template = load_template()
-    if same_grid(reference, template) and prep.transform.GetName() == "Transform":
+    if box is None and same_grid(reference, template) and prep.transform.GetName() == "Transform":
         yield from (np.asarray(p, np.float32) for p in prob)
         return
+    size, origin = (reference.GetSize(), reference.GetOrigin()) if box is None else box[:2]
     inverse = prep.transform.GetInverse()
     for c in range(prob.shape[0]):
         pc = sitk.GetImageFromArray(np.ascontiguousarray(prob[c]))
         pc.CopyInformation(template)
-        yield sitk.GetArrayFromImage(sitk.Resample(pc, reference, inverse, sitk.sitkLinear,
+        yield sitk.GetArrayFromImage(sitk.Resample(pc, size, inverse, sitk.sitkLinear, origin,
+                                                   reference.GetSpacing(), reference.GetDirection(),
                                                    1.0 if c == 0 else 0.0, sitk.sitkFloat32))
 
 
@@ -396,15 +448,33 @@ def to_input_grid(prob: np.ndarray, prep: Preprocessed, reference: sitk.Image) -
     """Labels (uint8) on ``reference``'s grid from model-space class probabilities (4, z, y, x).
 
     Each class probability is resampled linearly and the most likely class taken, so that
-    tissue borders stay smooth at finer input resolutions; one channel is held at a time.
+    tissue borders stay smooth at finer input resolutions; one channel is held at a time. Only
+    the part of the grid that the tissue (voxels whose most likely class is not background)
+    maps onto is resampled: elsewhere every interpolated voxel mixes background voxels, so it is
+    background (a whole head at 1 mm: a third of the grid).
     """
-    best = best_p = None
-    for c, r in enumerate(_channels_on_grid(prob, prep, reference)):
-        if best is None:
-            best, best_p = np.zeros(r.shape, np.uint8), r
+    from .models import load_template
+    best = np.zeros(reference.GetSize()[::-1], np.uint8)
+    box = None
+    if not (same_grid(reference, load_template()) and prep.transform.GetName() == "Transform"):
+        corners = _index_box_corners(load_template(), np.asarray(prob).argmax(0) > 0)
+        if corners is None:
+            box = None
+        else:
+            corners = np.array([prep.transform.TransformPoint([float(v) for v in c]) for c in corners])
+            box = _box_on_grid(reference, corners)
+        if box is None:                    # no tissue, or none of it on this grid
+            out = sitk.GetImageFromArray(best)
+            out.CopyInformation(reference)
+            return out
+    where = box[2] if box is not None else (slice(None),) * 3
+    best_p = None
+    for c, r in enumerate(_channels_on_grid(prob, prep, reference, box)):
+        if best_p is None:
+            best_p = r
         else:
             better = r > best_p
-            best[better] = c
+            best[where][better] = c
             best_p = np.maximum(best_p, r)
     out = sitk.GetImageFromArray(best)
     out.CopyInformation(reference)
