@@ -10,7 +10,7 @@ switched back on (``pipeline.HARMONIZE_RAW_SCANS``; off since release 12). Each 
 fresh process (models loaded, then one warm-up run, then timed runs); peak memory is that
 process's maximum resident set size (ru_maxrss), which counts torch's allocations too.
 
-    python benchmarks/pipeline.py [--data ../shared/data] [--runs 3] [--threads 2]
+    python benchmarks/pipeline.py [--data ../shared/data] [--runs 3] [--threads 2] [--compare-with DIR]
 """
 from __future__ import annotations
 
@@ -76,6 +76,8 @@ def main() -> None:
     ap.add_argument("--subject", default="IXI012-HH-1211")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--compare-with", metavar="DIR", help="another checkout of BrainAge (e.g. a git worktree of "
+                    "an earlier release): its predict() is measured in the same run, as a peer")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -95,6 +97,14 @@ def main() -> None:
                 print(f"{what} failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
                 continue
             res[what] = json.loads(out.stdout.strip().splitlines()[-1])
+        if args.compare_with:
+            out = subprocess.run([sys.executable, str(Path(args.compare_with) / "benchmarks" / "pipeline.py"),
+                                  "--runs", str(args.runs), "--threads", str(args.threads), "--worker", "predict",
+                                  str(head)], capture_output=True, text=True)
+            if out.returncode == 0:
+                res["predict-other"] = json.loads(out.stdout.strip().splitlines()[-1])
+            else:
+                print(f"{args.compare_with} failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
     size = next(iter(res.values()))["size"]
     print(f"1 mm whole-head T1 {size[0]}x{size[1]}x{size[2]} ({args.subject}), {args.threads} threads, "
           f"median of {args.runs} timed runs after a warm-up")
@@ -102,7 +112,8 @@ def main() -> None:
              "predict": "predict() end to end",
              "predict-nomirror": "predict(), no mirror check",
              "predict-dlmuse": "predict(tissues='dlmuse')",
-             "predict-harmonised": "predict(), harmonised (release 11)"}
+             "predict-harmonised": "predict(), harmonised (release 11)",
+             "predict-other": f"predict(), {Path(args.compare_with or '.').name}"}
     base = np.median(res["bet"]["seconds"]) if "bet" in res else None
     print(f"{'step':34s} {'median s':>9s} {'peak MB':>8s} {'x deepbet':>10s}")
     for k, v in res.items():
