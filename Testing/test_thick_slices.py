@@ -227,3 +227,27 @@ def test_a_measurement_records_the_uncorrected_ages(image, tmp_path):
     assert thick_slice_age(rows[0]["volumes"], rows[0]["cnn"], 5.0, fit, doc["applies_above_mm"]) == \
         pytest.approx(r.predicted_age, abs=0.01)
     assert abs(r.predicted_age - details["usual_ensemble"]) > 0.5        # the correction is not a no-op
+
+
+def test_ixi_heads_for_the_fit_are_the_age_models_validation_draw(tmp_path):
+    """The IXI heads measured for the thick-slice fit are those the shipped age models kept for
+    validation (the seed and size in the manifest), youngest first, never their training heads."""
+    import csv
+    from BrainAgeLib.training.cnn import training_partition
+    from BrainAgeLib.training.thick_slices import held_out_ixi_subjects
+    (tmp_path / "ixi120").mkdir()
+    ids = [f"IXI{i:03d}-HH-{1000 + i}" for i in range(120)]
+    ages = {s: 20.0 + (i * 37) % 62 for i, s in enumerate(ids)}
+    with open(tmp_path / "ixi120" / "subjects.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["subject_id", "age", "sex"])
+        w.writerows([s, ages[s], "F"] for s in ids)
+    picks = held_out_ixi_subjects(tmp_path)
+    config = models.read_manifest()["files"]["age_cnn.safetensors"]["config"]
+    feats = {"subject_id": np.array(ids), "split": np.array(["ixi120"] * 120)}
+    train, val = training_partition(feats, ("ixi",), 0, config["n_val_ixi"], config["seed"])
+    assert sorted(p["subject_id"] for p in picks) == sorted(ids[i] for i in val)
+    assert not {p["subject_id"] for p in picks} & {ids[i] for i in train}
+    assert [p["age"] for p in picks] == sorted(p["age"] for p in picks) and len(picks) == 20
+    assert str(picks[0]["image"]).endswith(f"ixi120/t1/{picks[0]['subject_id']}_T1.nii.gz")
+    assert len(held_out_ixi_subjects(tmp_path, 5)) == 5

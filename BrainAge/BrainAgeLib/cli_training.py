@@ -136,7 +136,7 @@ def cmd_train_age_model(args) -> int:
 
 def cmd_train_thick_slice_weights(args) -> int:
     from .training.thick_slices import train_thick_slice_weights
-    path = train_thick_slice_weights(args.data, args.out, n_subjects=args.n,
+    path = train_thick_slice_weights(args.data, args.out, n_subjects=args.n, n_ixi=args.n_ixi,
                                      measured_csv=args.from_csv, log=lambda m: print(m, flush=True))
     print(f"wrote {path}")
     if args.ship:
@@ -348,6 +348,8 @@ def add_training_commands(sub) -> None:
                   "runs/thick-slices")
     tw.add_argument("--n", type=int, default=52, help="Cam-CAN seg_train/seg_val subjects (never seen by "
                     "the age models; 52 in all), spread over the ages")
+    tw.add_argument("--n-ixi", type=int, default=None, help="ixi120 validation heads (never trained on; "
+                    "20 in all, the default), youngest first")
     tw.add_argument("--from-csv", metavar="CSV", help="refit from an earlier run's thick_slices.csv "
                     "(the same models) instead of measuring again (~2.5 min a subject on 2 cores)")
     es = sub.add_parser("evaluate-sites", help="leave-one-site-out ages, calibration to a new site "

@@ -6,8 +6,9 @@ B reads the image itself and met thick slices only in some of its degraded train
 Much of what they do is systematic (B reads coronal 5 mm slices about 15 years younger, and
 squeezes the ages toward the middle), and which approach holds depends on the slices'
 orientation. For each orientation (sagittal, coronal, axial), on the thick-slice copies of
-subjects that neither age model saw (Cam-CAN ``seg_train``/``seg_val``, :func:`held_out_subjects`;
-never ``test`` or ``ixi10``): a line per thickness maps A's and B's thick-slice ages back onto
+subjects that neither age model trained on (Cam-CAN ``seg_train``/``seg_val``,
+:func:`held_out_subjects`, and since release 15 the 20 ``ixi120`` validation heads of a second
+scanner, :func:`held_out_ixi_subjects`; never ``test`` or ``ixi10``): a line per thickness maps A's and B's thick-slice ages back onto
 their clean-scan ages, and A's weight in the ensemble of the mapped ages is the one that keeps the
 copies closest to their clean scan's age. Shipped only where the gain over the usual ensemble,
 measured out of fold, is clear across those subjects.
@@ -43,6 +44,25 @@ def held_out_subjects(data_dir, n: int = 52) -> list[dict]:
     picks = np.unique(np.round(np.linspace(0, len(pool) - 1, min(n, len(pool)))).astype(int))
     return [{"set": "camcan", "subject_id": pool[i]["subject_id"], "age": float(pool[i]["age"]),
              "image": camcan_paths(data_dir / "camcan", pool[i]["subject_id"])["image"]} for i in picks]
+
+
+def held_out_ixi_subjects(data_dir, n: int | None = None) -> list[dict]:
+    """The ``ixi120`` whole heads that the shipped age models kept for validation (never trained
+    on; their seeded draw, :func:`~BrainAgeLib.training.cnn.training_partition`, with the seed and
+    size recorded in the manifest: 20 heads, ages 20-79), youngest first, at most ``n`` of them.
+    They are read through the raw-scan path (brain extraction, N4, rigid registration), so their
+    thick-slice copies carry a second scanner's acquisition into the fit."""
+    import csv as _csv
+    from .. import models
+    from .features import split_validation
+    config = models.read_manifest()["files"]["age_cnn.safetensors"]["config"]
+    folder = Path(data_dir) / "ixi120"
+    with open(folder / "subjects.csv", newline="", encoding="utf-8") as f:
+        rows = {r["subject_id"]: float(r["age"]) for r in _csv.DictReader(f)}
+    _, val = split_validation(list(rows), int(config["n_val_ixi"]), int(config["seed"]))
+    picks = sorted(val, key=lambda s: (rows[s], s))[:n]
+    return [{"set": "ixi120", "subject_id": s, "age": rows[s], "image": folder / "t1" / f"{s}_T1.nii.gz"}
+            for s in picks]
 
 
 def measure_thick_slices(subjects: list[dict], out_csv, log: Callable[[str], None] = print,
@@ -159,9 +179,10 @@ def fit_thick_slice_weights(rows: list[dict], n_boot: int = 5000, seed: int = 0)
     return out
 
 
-def train_thick_slice_weights(data_dir, out_dir, n_subjects: int = 52,
+def train_thick_slice_weights(data_dir, out_dir, n_subjects: int = 52, n_ixi: int | None = None,
                               measured_csv=None, log: Callable[[str], None] = print) -> Path:
-    """Measure (:func:`measure_thick_slices`) and fit (:func:`fit_thick_slice_weights`); writes
+    """Measure (:func:`measure_thick_slices`; the Cam-CAN subjects of :func:`held_out_subjects` and
+    the IXI heads of :func:`held_out_ixi_subjects`, ``n_ixi`` of them, all by default) and fit (:func:`fit_thick_slice_weights`); writes
     ``thick_slices.csv`` and ``thick_slice_weights.json`` (the weights, the slice thickness from
     which they apply, and the SHA256 of the age models they were fitted for) into ``out_dir``.
     ``measured_csv``: refit from an earlier measurement of the same models instead (its rows)."""
@@ -187,7 +208,7 @@ def train_thick_slice_weights(data_dir, out_dir, n_subjects: int = 52,
                     for k in dict.fromkeys(f"{r['set']}:{r['subject_id']}" for r in rows)]
         log(f"{measured_csv}: {len(rows)} scans of {len(subjects)} subjects")
     else:
-        subjects = held_out_subjects(data_dir, n_subjects)
+        subjects = held_out_subjects(data_dir, n_subjects) + held_out_ixi_subjects(data_dir, n_ixi)
         rows = measure_thick_slices(subjects, out / "thick_slices.csv", log)
     fit = fit_thick_slice_weights(rows)
     for o, v in fit.items():
