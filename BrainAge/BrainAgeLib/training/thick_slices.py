@@ -8,8 +8,8 @@ squeezes the ages toward the middle), and which approach holds depends on the sl
 orientation. For each orientation (sagittal, coronal, axial), on the thick-slice copies of
 subjects that neither age model trained on (Cam-CAN ``seg_train``/``seg_val``,
 :func:`held_out_subjects`, and since release 15 the 20 ``ixi120`` validation heads of a second
-scanner, :func:`held_out_ixi_subjects`; never ``test`` or ``ixi10``): a line per thickness maps A's and B's thick-slice ages back onto
-their clean-scan ages, and A's weight in the ensemble of the mapped ages is the one that keeps the
+scanner, :func:`held_out_ixi_subjects`; never ``test`` or ``ixi10``): a line per thickness maps
+A's and B's thick-slice ages back onto their clean-scan ages, and A's weight in the ensemble of the mapped ages is the one that keeps the
 copies closest to their clean scan's age. Shipped only where the gain over the usual ensemble,
 measured out of fold, is clear across those subjects.
 """
@@ -49,7 +49,7 @@ def held_out_subjects(data_dir, n: int = 52) -> list[dict]:
 def held_out_ixi_subjects(data_dir, n: int | None = None) -> list[dict]:
     """The ``ixi120`` whole heads that the shipped age models kept for validation (never trained
     on; their seeded draw, :func:`~BrainAgeLib.training.cnn.training_partition`, with the seed and
-    size recorded in the manifest: 20 heads, ages 20-79), youngest first, at most ``n`` of them.
+    size recorded in the manifest: 20 heads, ages 21-79), youngest first, at most ``n`` of them.
     They are read through the raw-scan path (brain extraction, N4, rigid registration), so their
     thick-slice copies carry a second scanner's acquisition into the fit."""
     import csv as _csv
@@ -182,7 +182,8 @@ def fit_thick_slice_weights(rows: list[dict], n_boot: int = 5000, seed: int = 0)
 def train_thick_slice_weights(data_dir, out_dir, n_subjects: int = 52, n_ixi: int | None = None,
                               measured_csv=None, log: Callable[[str], None] = print) -> Path:
     """Measure (:func:`measure_thick_slices`; the Cam-CAN subjects of :func:`held_out_subjects` and
-    the IXI heads of :func:`held_out_ixi_subjects`, ``n_ixi`` of them, all by default) and fit (:func:`fit_thick_slice_weights`); writes
+    the IXI heads of :func:`held_out_ixi_subjects`, ``n_ixi`` of them, all by default) and fit
+    (:func:`fit_thick_slice_weights`); writes
     ``thick_slices.csv`` and ``thick_slice_weights.json`` (the weights, the slice thickness from
     which they apply, and the SHA256 of the age models they were fitted for) into ``out_dir``.
     ``measured_csv``: refit from an earlier measurement of the same models instead (its rows)."""
