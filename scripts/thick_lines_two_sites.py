@@ -1,7 +1,8 @@
 """Thick-slice lines (release 15): Cam-CAN only (shipped) vs Cam-CAN + 20 ixi120 validation heads, judged
 out of fold per subject (leave-one-subject-out), separately on each site's subjects. The Cam-CAN-only
 lines are read out of fold on the Cam-CAN subjects and fitted on all 52 for the IXI heads (which they
-never saw). Prints mean |age change| against the clean scan (years) and the mean change.
+never saw). Prints mean |age change| against the clean scan (years) and the mean change, and the
+mean |change| of each site's subjects read with lines fitted on the other site alone.
 
     python scripts/thick_lines_two_sites.py > docs/results/thick_slice_lines_two_sites.txt
 """
@@ -28,6 +29,9 @@ for o in ORIENTATIONS:
     # (1) Cam-CAN-only lines: out of fold for Cam-CAN subjects, fitted on all 52 for IXI ones
     camonly = np.empty(len(sel)); pooled = np.empty(len(sel))
     fit_cam_all = _fit_orientation([r for r, c in zip(sel, is_cam) if c], clean)
+    # (3) leave-one-site-out: each site's subjects read with lines fitted on the other site alone
+    fit_ixi_all = _fit_orientation([r for r, c in zip(sel, is_cam) if not c], clean)
+    loso = np.where(is_cam, thick_slice_age_array(a, b, mm, fit_ixi_all), thick_slice_age_array(a, b, mm, fit_cam_all))
     for s in dict.fromkeys(ids):
         k = ids == s
         inner_cam = _fit_orientation([r for r, i, c in zip(sel, ids, is_cam) if c and i != s], clean) if site[s] == "camcan" else fit_cam_all
@@ -37,8 +41,9 @@ for o in ORIENTATIONS:
     for name, m in (("camcan", is_cam), ("ixi120", ~is_cam)):
         for t in (3.0, 4.0, 5.0, 6.0):
             k = m & (mm == t)
-            res[(o, name, t)] = [np.mean(np.abs(x[k] - ref[k])) for x in (usual, camonly, pooled)] + [np.mean(x[k] - ref[k]) for x in (camonly, pooled)]
-print("orientation site mm: usual / Cam-CAN lines / pooled lines (out of fold); mean change Cam-CAN lines / pooled")
+            res[(o, name, t)] = [np.mean(np.abs(x[k] - ref[k])) for x in (usual, camonly, pooled)] + [np.mean(x[k] - ref[k]) for x in (camonly, pooled)] + [np.mean(np.abs(loso[k] - ref[k]))]
+print("orientation site mm: usual / Cam-CAN lines / pooled lines (out of fold); mean change Cam-CAN lines / pooled; "
+      "mean |change| with the other site's lines alone (leave-one-site-out)")
 for k, v in res.items():
     print(*k, " ".join(f"{x:.2f}" for x in v))
 for o in ORIENTATIONS:
