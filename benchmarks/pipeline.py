@@ -89,22 +89,18 @@ def main() -> None:
         head = Path(tmp) / "head_1mm.nii.gz"
         make_1mm(src, head)
         res = {}
-        for what in ("bet", "preprocess", "predict", "predict-nomirror", "predict-dlmuse", "predict-harmonised"):
-            out = subprocess.run([sys.executable, __file__, "--runs", str(args.runs), "--threads",
+        jobs = [(what, __file__, what) for what in ("bet", "preprocess", "predict", "predict-nomirror",
+                                                    "predict-dlmuse", "predict-harmonised")]
+        if args.compare_with:
+            jobs.append(("predict-other", str(Path(args.compare_with) / "benchmarks" / "pipeline.py"), "predict"))
+        for name, script, what in jobs:
+            out = subprocess.run([sys.executable, script, "--runs", str(args.runs), "--threads",
                                   str(args.threads), "--worker", what, str(head)],
                                  capture_output=True, text=True)
             if out.returncode != 0:
-                print(f"{what} failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
+                print(f"{name} failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
                 continue
-            res[what] = json.loads(out.stdout.strip().splitlines()[-1])
-        if args.compare_with:
-            out = subprocess.run([sys.executable, str(Path(args.compare_with) / "benchmarks" / "pipeline.py"),
-                                  "--runs", str(args.runs), "--threads", str(args.threads), "--worker", "predict",
-                                  str(head)], capture_output=True, text=True)
-            if out.returncode == 0:
-                res["predict-other"] = json.loads(out.stdout.strip().splitlines()[-1])
-            else:
-                print(f"{args.compare_with} failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
+            res[name] = json.loads(out.stdout.strip().splitlines()[-1])
     size = next(iter(res.values()))["size"]
     print(f"1 mm whole-head T1 {size[0]}x{size[1]}x{size[2]} ({args.subject}), {args.threads} threads, "
           f"median of {args.runs} timed runs after a warm-up")
@@ -113,7 +109,7 @@ def main() -> None:
              "predict-nomirror": "predict(), no mirror check",
              "predict-dlmuse": "predict(tissues='dlmuse')",
              "predict-harmonised": "predict(), harmonised (release 11)",
-             "predict-other": f"predict(), {Path(args.compare_with or '.').name}"}
+             "predict-other": f"predict(), {Path(args.compare_with or '.').resolve().name}"}
     base = np.median(res["bet"]["seconds"]) if "bet" in res else None
     print(f"{'step':34s} {'median s':>9s} {'peak MB':>8s} {'x deepbet':>10s}")
     for k, v in res.items():

@@ -9,8 +9,7 @@ mean |change| of each site's subjects read with lines fitted on the other site a
 import csv, json, sys
 import numpy as np
 sys.path.insert(0, "BrainAge")
-from BrainAgeLib.training.thick_slices import usual_ensemble_column, _fit_orientation, ORIENTATIONS
-from BrainAgeLib.regression import thick_slice_age_array
+from BrainAgeLib.training.thick_slices import ORIENTATIONS, out_of_fold_ages, usual_ensemble_column
 from BrainAgeLib import models
 age_model = json.loads((models.models_dir() / "age_model.json").read_text())
 # the committed measurement: 52 Cam-CAN seg_train/seg_val subjects and 20 ixi120 validation heads,
@@ -22,22 +21,15 @@ res = {}
 for o in ORIENTATIONS:
     sel = [r for r in rows if r["orientation"] == o and r["subject_id"] in clean]
     ids = np.array([r["subject_id"] for r in sel])
-    a, b, mm = (np.array([float(r[k]) for r in sel]) for k in ("volumes", "cnn", "thickness_mm"))
+    mm = np.array([float(r["thickness_mm"]) for r in sel])
     ref = np.array([float(clean[r["subject_id"]]["ensemble"]) for r in sel])
     usual = np.array([float(r["ensemble"]) for r in sel])
     is_cam = np.array([site[i] == "camcan" for i in ids])
-    # (1) Cam-CAN-only lines: out of fold for Cam-CAN subjects, fitted on all 52 for IXI ones
-    camonly = np.empty(len(sel)); pooled = np.empty(len(sel))
-    fit_cam_all = _fit_orientation([r for r, c in zip(sel, is_cam) if c], clean)
-    # (3) leave-one-site-out: each site's subjects read with lines fitted on the other site alone
-    fit_ixi_all = _fit_orientation([r for r, c in zip(sel, is_cam) if not c], clean)
-    loso = np.where(is_cam, thick_slice_age_array(a, b, mm, fit_ixi_all), thick_slice_age_array(a, b, mm, fit_cam_all))
-    for s in dict.fromkeys(ids):
-        k = ids == s
-        inner_cam = _fit_orientation([r for r, i, c in zip(sel, ids, is_cam) if c and i != s], clean) if site[s] == "camcan" else fit_cam_all
-        camonly[k] = thick_slice_age_array(a[k], b[k], mm[k], inner_cam)
-        inner_pool = _fit_orientation([r for r, i in zip(sel, ids) if i != s], clean)
-        pooled[k] = thick_slice_age_array(a[k], b[k], mm[k], inner_pool)
+    # Cam-CAN-only lines: out of fold for Cam-CAN subjects, fitted on all 52 for the IXI ones
+    camonly = out_of_fold_ages(sel, clean, fit_on=is_cam)
+    pooled = out_of_fold_ages(sel, clean)
+    # leave-one-site-out: each site's subjects read with lines fitted on the other site alone
+    loso = np.where(is_cam, out_of_fold_ages(sel, clean, fit_on=~is_cam), camonly)
     for name, m in (("camcan", is_cam), ("ixi120", ~is_cam)):
         for t in (3.0, 4.0, 5.0, 6.0):
             k = m & (mm == t)

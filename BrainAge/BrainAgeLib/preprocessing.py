@@ -268,19 +268,17 @@ def template_similarity(image: sitk.Image, template: sitk.Image) -> float:
     return float(np.corrcoef(a[m], t[m])[0, 1])
 
 
-_INNER_BRAIN: dict[tuple[int, int], tuple[sitk.Image, np.ndarray]] = {}
+_INNER_BRAIN: tuple | None = None    # (template, erode_voxels, mask) of the last call
 
 
 def _inner_brain(template: sitk.Image, erode_voxels: int) -> np.ndarray:
-    """The template's brain (> 0.05) eroded by ``erode_voxels``, bool (z, y, x); kept for the
-    template object it was computed for (the shipped template is loaded once)."""
-    key = (id(template), erode_voxels)
-    if key not in _INNER_BRAIN or _INNER_BRAIN[key][0] is not template:
+    """The template's brain (> 0.05) eroded by ``erode_voxels``, bool (z, y, x); computed once for
+    the shipped template, which is loaded once (``models.load_template``)."""
+    global _INNER_BRAIN
+    if _INNER_BRAIN is None or _INNER_BRAIN[0] is not template or _INNER_BRAIN[1] != erode_voxels:
         inner = sitk.BinaryErode(sitk.Cast(template > 0.05, sitk.sitkUInt8), [erode_voxels] * 3)
-        if len(_INNER_BRAIN) >= 4:
-            _INNER_BRAIN.clear()
-        _INNER_BRAIN[key] = (template, sitk.GetArrayFromImage(inner) > 0)
-    return _INNER_BRAIN[key][1]
+        _INNER_BRAIN = (template, erode_voxels, sitk.GetArrayFromImage(inner) > 0)
+    return _INNER_BRAIN[2]
 
 
 def tissue_contrast_similarity(image: sitk.Image, template: sitk.Image, erode_voxels: int = 3) -> float:
@@ -298,7 +296,7 @@ def tissue_contrast_similarity(image: sitk.Image, template: sitk.Image, erode_vo
     return float(np.corrcoef(a, t)[0, 1])
 
 
-def _box_on_grid(reference: sitk.Image, corners: np.ndarray, margin: int = 1):
+def _box_on_grid(reference: sitk.Image, corners, margin: int = 1):
     """The part of ``reference``'s grid that holds the physical points ``corners`` (n, 3, mm; the
     corners of a box, whose every point then lies in their bounding box), widened by ``margin``
     voxels and clipped to the grid: ``(size, origin, slices)``, the sub-grid's size (x, y, z) and
@@ -425,13 +423,20 @@ def preprocess(image: sitk.Image, skull_stripped: bool | None = None,
     return Preprocessed(out, transform, skull_stripped=stripped, brain_mask=mask, similarity=sim, qc=qc)
 
 
+def _on_model_grid(reference: sitk.Image, prep: Preprocessed) -> bool:
+    """True when ``reference`` is the template's grid and ``prep`` did not move the scan (identity
+    transform): model-space arrays are then already on ``reference``'s grid."""
+    from .models import load_template
+    return same_grid(reference, load_template()) and prep.transform.GetName() == "Transform"
+
+
 def _channels_on_grid(prob: np.ndarray, prep: Preprocessed, reference: sitk.Image, box=None):
     """Each class probability of ``prob`` (4, z, y, x, model space) on ``reference``'s grid,
     one float32 (z, y, x) array at a time (linear interpolation; outside the model space:
     background). ``box``: only that part of the grid (:func:`_box_on_grid`'s size and origin)."""
     from .models import load_template
     template = load_template()
-    if box is None and same_grid(reference, template) and prep.transform.GetName() == "Transform":
+    if box is None and _on_model_grid(reference, prep):
         yield from (np.asarray(p, np.float32) for p in prob)
         return
     size, origin = (reference.GetSize(), reference.GetOrigin()) if box is None else box[:2]
@@ -451,18 +456,15 @@ def to_input_grid(prob: np.ndarray, prep: Preprocessed, reference: sitk.Image) -
     tissue borders stay smooth at finer input resolutions; one channel is held at a time. Only
     the part of the grid that the tissue (voxels whose most likely class is not background)
     maps onto is resampled: elsewhere every interpolated voxel mixes background voxels, so it is
-    background (a whole head at 1 mm: a third of the grid).
+    background (a whole head at 1 mm: 40 % of the grid is left out).
     """
     from .models import load_template
     best = np.zeros(reference.GetSize()[::-1], np.uint8)
     box = None
-    if not (same_grid(reference, load_template()) and prep.transform.GetName() == "Transform"):
+    if not _on_model_grid(reference, prep):
         corners = _index_box_corners(load_template(), np.asarray(prob).argmax(0) > 0)
-        if corners is None:
-            box = None
-        else:
-            corners = np.array([prep.transform.TransformPoint([float(v) for v in c]) for c in corners])
-            box = _box_on_grid(reference, corners)
+        if corners is not None:
+            box = _box_on_grid(reference, [prep.transform.TransformPoint([float(v) for v in c]) for c in corners])
         if box is None:                    # no tissue, or none of it on this grid
             out = sitk.GetImageFromArray(best)
             out.CopyInformation(reference)

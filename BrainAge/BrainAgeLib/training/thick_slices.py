@@ -140,6 +140,21 @@ def _fit_orientation(sel: list[dict], clean: dict[str, dict]) -> dict:
     return {"weight_volumes": float(WEIGHT_GRID[best]), **fit, "mean_abs_change": round(losses[best], 3)}
 
 
+def out_of_fold_ages(sel: list[dict], clean: dict[str, dict], fit_on: np.ndarray | None = None) -> np.ndarray:
+    """Each thick-slice row of ``sel`` (one orientation) read with lines and weight
+    (:func:`_fit_orientation`) fitted without its subject (leave-one-subject-out), on the rows
+    where ``fit_on`` (bool per row; default all) is True: the corrected ensemble age, years."""
+    ids = np.array([r["subject_id"] for r in sel])
+    fit_on = np.ones(len(sel), bool) if fit_on is None else np.asarray(fit_on, bool)
+    a, b, mm = (np.array([float(r[k]) for r in sel]) for k in ("volumes", "cnn", "thickness_mm"))
+    oof = np.empty(len(sel))
+    for s in dict.fromkeys(ids):
+        inner = _fit_orientation([r for r, i, f in zip(sel, ids, fit_on) if f and i != s], clean)
+        k = ids == s
+        oof[k] = thick_slice_age_array(a[k], b[k], mm[k], inner)
+    return oof
+
+
 def fit_thick_slice_weights(rows: list[dict], n_boot: int = 5000, seed: int = 0) -> dict:
     """Per orientation, how to read a thick-slice scan so that it keeps the age of the clean scan:
     per slice thickness a line mapping A's and B's thick-slice ages (bias-corrected) onto their
@@ -162,11 +177,7 @@ def fit_thick_slice_weights(rows: list[dict], n_boot: int = 5000, seed: int = 0)
         a, b, mm = (np.array([float(r[k]) for r in sel]) for k in ("volumes", "cnn", "thickness_mm"))
         ref = np.array([float(clean[r["subject_id"]]["ensemble"]) for r in sel])
         usual = np.abs(np.array([float(r["ensemble"]) for r in sel]) - ref)
-        oof = np.empty(len(sel))
-        for s in dict.fromkeys(ids):
-            inner = _fit_orientation([r for r, i in zip(sel, ids) if i != s], clean)
-            k = ids == s
-            oof[k] = thick_slice_age_array(a[k], b[k], mm[k], inner)
+        oof = out_of_fold_ages(sel, clean)
         gain = usual - np.abs(oof - ref)
         per_subject = np.array([gain[ids == s].mean() for s in dict.fromkeys(ids)])
         boots = [per_subject[rng.integers(0, per_subject.size, per_subject.size)].mean() for _ in range(n_boot)]
