@@ -13,7 +13,8 @@ from BrainAgeLib import models
 from BrainAgeLib.preprocessing import normalize_intensity
 from BrainAgeLib.resunet import ResBlock, ResUNet3D, pad_to_multiple
 from BrainAgeLib.segmentation import segment_array
-from BrainAgeLib.training import augment_batch, dice_loss, dice_scores, synthesize_from_labels
+from BrainAgeLib.training import (augment_batch, dice_loss, dice_scores, random_thick_slices,
+                                  synthesize_from_labels)
 from BrainAgeLib.volumes import regional_fractions, tissue_volumes_ml, volume_qc
 
 
@@ -72,11 +73,12 @@ def _phantom(n=2, size=24):
     return x, y
 
 
-def test_augmentation_changes_images_not_tissues():
+@pytest.mark.parametrize("thick_slice_profile", [False, True])
+def test_augmentation_changes_images_not_tissues(thick_slice_profile):
     torch.manual_seed(0)
     x, y = _phantom(4)
     gen = torch.Generator().manual_seed(0)
-    xa, ya = augment_batch(x, y, gen, p_real=1.0, p_synth=0.0)
+    xa, ya = augment_batch(x, y, gen, p_real=1.0, p_synth=0.0, thick_slice_profile=thick_slice_profile)
     assert xa.shape == x.shape and ya.shape == y.shape and ya.dtype == torch.int64
     assert not torch.allclose(xa, x)                          # another acquisition
     assert set(ya.unique().tolist()) <= {0, 1, 2, 3}
@@ -88,6 +90,26 @@ def test_augmentation_changes_images_not_tissues():
     # p = 0: the batch comes back as it was
     x0, y0 = augment_batch(x, y, gen, p_real=0.0, p_synth=0.0)
     assert torch.equal(x0, x) and torch.equal(y0, y)
+
+
+def test_thick_slices_average_their_slab_where_torchio_keeps_thin_samples():
+    import torchio as tio
+    i, j, k = np.indices((24, 24, 24))
+    x = torch.from_numpy(((i + j + k) % 2).astype(np.float32))[None]   # detail finer than any slice
+    lab = torch.from_numpy(((i + j + k) % 2 + 1).astype(np.int16))[None]
+    subject = tio.Subject(image=tio.ScalarImage(tensor=x.clone()), label=tio.LabelMap(tensor=lab.clone()))
+    inner = (slice(None), slice(6, 18), slice(6, 18), slice(6, 18))
+    for seed in range(4):                                  # whichever axis is drawn
+        torch.manual_seed(seed)
+        slab = random_thick_slices(p=1.0, downsampling=(3.0, 3.0), profile=(1.0, 1.0))(subject)
+        torch.manual_seed(seed)
+        thin = tio.RandomAnisotropy(downsampling=(3.0, 3.0))(subject)
+        # a 6 mm slab (3 voxels) averages the pattern away; thin samples keep it
+        assert float(slab["image"].data[inner].std()) < 0.1 < 0.3 < float(thin["image"].data[inner].std())
+        assert torch.equal(slab["label"].data, lab)        # the tissues stay where they are
+    assert torch.equal(subject["image"].data, x)           # the input is not modified
+    # p = 0: the subject comes back as it was
+    assert torch.equal(random_thick_slices(p=0.0)(subject)["image"].data, x)
 
 
 def test_domain_randomisation_draws_any_contrast_inside_the_brain():

@@ -26,7 +26,7 @@ def cmd_train_segmentation(args) -> int:
     from .training import SegmentationConfig, train_segmentation
     cfg = SegmentationConfig(epochs=args.epochs, seed=args.seed, threads=args.threads, lr=args.lr,
                              p_real=args.p_real, p_synth=args.p_synth,
-                             init_weights=args.init)
+                             init_weights=args.init, thick_slice_profile=args.thick_slice_profile)
     out = Path(args.out)
     weights = train_segmentation(Path(args.data) / "camcan", out, cfg, resume=args.resume,
                                  log=lambda m: print(m, flush=True))
@@ -262,6 +262,9 @@ def add_training_commands(sub) -> None:
     ts.add_argument("--p-synth", type=float, default=0.0,
                     help="share of training crops synthesised from their labels with random "
                          "contrast (domain randomisation)")
+    ts.add_argument("--thick-slice-profile", action="store_true",
+                    help="thick slices averaged over their slab, as scanners acquire them (default: "
+                         "TorchIO's RandomAnisotropy alone, which keeps thin samples)")
     tc = training("train-cnn", cmd_train_cnn, "train approach B's CNN", "runs/cnn", 60)
     tc.add_argument("--init", metavar="SAFETENSORS", help="fine-tune these weights instead of starting afresh")
     tc.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")

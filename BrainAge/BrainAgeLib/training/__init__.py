@@ -15,7 +15,7 @@ Every setting is logged next to what it trains, so that one command reproduces i
 """
 from .age_model import age_metrics, candidate_regressors, fit_age_model
 from .augmentation import (acquisition_transform, augment_batch, degrade_image, gaussian_blur,
-                           random_crops, synthesize_from_labels)
+                           random_crops, random_thick_slices, synthesize_from_labels)
 from .cnn import CNNConfig, train_cnn, training_partition
 from .data import (camcan_paths, dice_scores, load_camcan_volumes, read_camcan_subjects,
                    read_dlmuse_tissues, seed_everything)

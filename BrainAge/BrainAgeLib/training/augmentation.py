@@ -20,17 +20,53 @@ import torch
 import torch.nn.functional as F
 
 
-def acquisition_transform(spatial: bool = True):
+_THICK_SLICES_CLASS = None
+
+
+def random_thick_slices(p: float = 0.35, downsampling: tuple[float, float] = (1.5, 3.0),
+                        profile: tuple[float, float] = (0.7, 1.0)):
+    """TorchIO transform: thick slices as a scanner acquires them. Along one random axis, the
+    image is first averaged over the slice (a Gaussian slice profile of FWHM ``profile`` times
+    the slice thickness, in voxels of the input), then TorchIO's ``RandomAnisotropy`` keeps one
+    sample per slice and interpolates back. ``RandomAnisotropy`` alone picks thin slices out of
+    the volume (nearest neighbour), sharp and aliased, which no scanner writes: a real thick
+    slice mixes the tissues of its whole slab (partial volume), as ``degrade.thick_slices`` does.
+    Thickness: ``downsampling`` times the voxel size. Labels are left as they are."""
+    global _THICK_SLICES_CLASS
+    import torchio as tio
+    if _THICK_SLICES_CLASS is None:
+        class RandomThickSlices(tio.transforms.augmentation.RandomTransform):
+            def __init__(self, downsampling, profile, **kwargs):
+                super().__init__(**kwargs)
+                self.downsampling, self.profile = downsampling, profile
+
+            def apply_transform(self, subject):
+                axis = int(torch.randint(0, 3, (1,)))
+                factor = float(torch.empty(1).uniform_(*self.downsampling))
+                fwhm = factor * float(torch.empty(1).uniform_(*self.profile))
+                std = [0.0, 0.0, 0.0]
+                std[axis] = math.sqrt(max(fwhm ** 2 - 1.0, 0.0)) / 2.355 * float(subject.spacing[axis])
+                subject = tio.Blur(std=tuple(std), include=["image"])(subject)
+                return tio.RandomAnisotropy(axes=(axis,), downsampling=(factor, factor),
+                                            include=["image"])(subject)
+        _THICK_SLICES_CLASS = RandomThickSlices
+    return _THICK_SLICES_CLASS(downsampling=downsampling, profile=profile, p=p)
+
+
+def acquisition_transform(spatial: bool = True, thick_slice_profile: bool = False):
     """TorchIO transform of one subject (``image``: ScalarImage, ``label``/``mask``: LabelMaps)
     that simulates another acquisition. Thick slices up to 3 voxels (6 mm at 2 mm), Gaussian
     noise up to 5 % of the WM intensity, bias fields, gamma 0.7-1.4, blur up to 1 voxel, and,
-    more rarely, motion and ghosting artefacts and (``spatial``) small affine changes."""
+    more rarely, motion and ghosting artefacts and (``spatial``) small affine changes.
+    ``thick_slice_profile``: thick slices averaged over their slab (:func:`random_thick_slices`)
+    rather than TorchIO's thin samples (``RandomAnisotropy``, the recipe up to release 15)."""
     import torchio as tio
     parts = []
     if spatial:
         parts.append(tio.RandomAffine(scales=0.08, degrees=8, translation=2, p=0.3,
                                       label_interpolation="nearest"))
     parts += [
+        random_thick_slices(p=0.35) if thick_slice_profile else
         tio.RandomAnisotropy(axes=(0, 1, 2), downsampling=(1.5, 3.0), p=0.35),
         tio.RandomBlur(std=(0.0, 1.0), p=0.3),
         tio.RandomMotion(degrees=4, translation=4, num_transforms=2, p=0.1,
@@ -60,7 +96,7 @@ def synthesize_from_labels(labels: torch.Tensor, foreground: torch.Tensor,
 
 
 def augment_batch(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, p_real: float = 0.45,
-                  p_synth: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
+                  p_synth: float = 0.3, thick_slice_profile: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment a batch of crops ``x`` (B, 1, D, H, W) with labels ``y`` (B, D, H, W).
 
     Per crop: with probability ``p_synth`` a domain-randomised image from its labels (then the
@@ -84,7 +120,7 @@ def augment_batch(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, p_real
         subject = tio.Subject(image=tio.ScalarImage(tensor=xi.float()),
                               label=tio.LabelMap(tensor=yi[None].to(torch.int16)),
                               mask=tio.LabelMap(tensor=fg[None].to(torch.int16)))
-        out = acquisition_transform()(subject)
+        out = acquisition_transform(thick_slice_profile=thick_slice_profile)(subject)
         xi = out["image"].data.float()
         yi = out["label"].data[0].long()
         if float(torch.rand(1, generator=gen)) < 0.8:

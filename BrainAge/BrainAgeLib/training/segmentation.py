@@ -47,6 +47,7 @@ class SegmentationConfig:
     p_real: float = 0.0                     # share of crops given another acquisition (TorchIO)
     p_synth: float = 0.0                    # share of crops drawn from their labels (domain randomisation)
     init_weights: str | None = None         # fine-tune these safetensors instead of starting afresh
+    thick_slice_profile: bool = False       # thick slices averaged over their slab (augmentation.random_thick_slices)
 
 
 def _net_to_cl(net):
@@ -119,7 +120,8 @@ def train_segmentation(data_dir, out_dir, config: SegmentationConfig | None = No
             idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
             x, y = random_crops(images, labels, idx, cfg.crop, gen)
             if cfg.p_real + cfg.p_synth > 0:
-                x, y = augment_batch(x, y, gen, p_real=cfg.p_real, p_synth=cfg.p_synth)
+                x, y = augment_batch(x, y, gen, p_real=cfg.p_real, p_synth=cfg.p_synth,
+                                     thick_slice_profile=cfg.thick_slice_profile)
             x = x.contiguous(memory_format=torch.channels_last_3d)
             logits = net(x)
             loss = F.cross_entropy(logits, y) + dice_loss(logits, y)
