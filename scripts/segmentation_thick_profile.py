@@ -18,6 +18,11 @@ the segmentation gives them, not a release).
 
     PYTHONPATH=BrainAge .venv/bin/python scripts/segmentation_thick_profile.py CANDIDATE.safetensors OUT_DIR
 
+    PYTHONPATH=BrainAge .venv/bin/python scripts/segmentation_thick_profile.py --age-models MODELS_DIR OUT_DIR
+
+reads OUT_DIR's stored scans with the age models of another models folder (same ResUNet) against
+the shipped ones (``OUT_DIR/age_models_summary.md``).
+
 Writes ``OUT_DIR/summary.md`` and the CSVs beside it; the model-space arrays of each scan go to
 ``OUT_DIR/<network>/arrays`` (kept between runs: a rerun measures only what is missing).
 """
@@ -116,13 +121,13 @@ def synthesised(prob: np.ndarray) -> np.ndarray:
     return np.tensordot(TISSUE_MEDIANS, prob, axes=(0, 0)).astype(np.float32)
 
 
-def leave_one_out_after_lines(rows: list[dict], cnn_column: str) -> dict:
+def leave_one_out_after_lines(rows: list[dict], cnn_column: str, models_folder: Path = SHIPPED_MODELS) -> dict:
     """Per copy: the mean |change| (years) of the ensemble once a line on A's and B's thick-scan ages
     (least squares, intercept) maps them onto the clean scan's ensemble, fitted without the subject
     read: what the thick-slice lines would leave. ``cnn_column``: B's change column to use."""
     import pandas as pd
     from BrainAgeLib.regression import _load_age_model
-    w = float(_load_age_model(str(SHIPPED_MODELS))["ensemble"]["weight_volumes"])
+    w = float(_load_age_model(str(models_folder))["ensemble"]["weight_volumes"])
     out = {}
     for acq, g in pd.DataFrame(rows).groupby("acquisition"):
         y = (w * g.clean_volumes + (1 - w) * g.clean_cnn).to_numpy()
@@ -173,6 +178,56 @@ def analyse(arrays: dict, models_folder: Path, channel_swaps: bool) -> list[dict
             row["change_cnn_t1_synthesised"] = b_age(synthesised(tp) * (ti != 0), tp) - clean
         rows.append(row)
     return rows
+
+
+def reread(arrays: dict, models_folder: Path) -> list[dict]:
+    """:func:`analyse`'s age columns with the age models (A, B, their bias corrections) of another
+    models folder reading the same model-space arrays: for age models trained anew on the shipped
+    ResUNet, whose maps are what was stored, no scan needs to be run again."""
+    import torch
+    from BrainAgeLib.cnn import cnn_input, predict_age
+    from BrainAgeLib.regression import AgeBiasCorrection, VolumeAgeRegressor, volume_features
+    m = json.loads((models_folder / "age_model.json").read_text())
+    reg = VolumeAgeRegressor.from_dict(m["volumes"]["regressor"])
+    bias_a, bias_b = AgeBiasCorrection(**m["volumes"]["bias"]), AgeBiasCorrection(**m["cnn"]["bias"])
+    from BrainAgeLib.regression import _load_cnn
+    net = _load_cnn(str(models_folder))
+
+    def ages(z):
+        prob, image = z["prob"].astype(np.float32), z["image"].astype(np.float32)
+        a = float(bias_a(reg.predict(volume_features(prob, reg.cell)[None])[0]))
+        with torch.inference_mode():
+            x = torch.from_numpy(cnn_input(image, prob))[None]
+            b = float(bias_b(float(predict_age(net, x, mirror=m["cnn"].get("mirror", False))[0])))
+        return a, b
+    read = {k: ages(z) for k, z in arrays.items()}
+    rows = []
+    for (s, subject, acq), (a, b) in sorted(read.items()):
+        if acq == "clean0" or (s, subject, "clean0") not in read:
+            continue
+        ca, cb = read[(s, subject, "clean0")]
+        rows.append({"set": s, "subject_id": subject, "age": float(arrays[(s, subject, acq)]["age"]),
+                     "acquisition": acq, "clean_volumes": ca, "clean_cnn": cb,
+                     "change_volumes": a - ca, "change_cnn": b - cb})
+    return rows
+
+
+def compare_age_models(folder: Path, out: Path) -> None:
+    """The shipped and ``folder``'s age models on the shipped network's stored arrays: SD of A's and
+    B's change per copy, and the ensemble's mean |change| after leave-one-out lines."""
+    arrays = read_arrays(out / "shipped" / "arrays")
+    lines = [f"# Age models of `{folder}` against the shipped ones, same scans and maps\n"]
+    for name, f in (("shipped", SHIPPED_MODELS), ("candidate", folder)):
+        rows = reread(arrays, f)
+        lines += [f"\n## {name} age models\n"] + table(rows, ["change_volumes", "change_cnn"])
+        clean = [r for r in rows if r["acquisition"] == "axial4"]
+        lines.append(f"\nClean scans, MAE A / B (24 subjects): "
+                     f"{np.mean([abs(r['clean_volumes'] - r['age']) for r in clean]):.2f} / "
+                     f"{np.mean([abs(r['clean_cnn'] - r['age']) for r in clean]):.2f}")
+        lines.append("After leave-one-out lines, ensemble mean |change|: "
+                     f"{leave_one_out_after_lines(rows, 'change_cnn', f)}")
+    (out / "age_models_summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def dice_and_invariance(weights: Path, models_folder: Path) -> dict:
@@ -262,5 +317,7 @@ def main(candidate: Path, out: Path) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "--measure":
         measure(Path(sys.argv[2]))
+    elif sys.argv[1] == "--age-models":      # --age-models FOLDER OUT_DIR
+        compare_age_models(Path(sys.argv[2]), Path(sys.argv[3]))
     else:
         main(Path(sys.argv[1]), Path(sys.argv[2]))
