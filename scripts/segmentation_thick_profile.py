@@ -138,21 +138,32 @@ def leave_one_out_after_lines(rows: list[dict], cnn_column: str, models_folder: 
     return out
 
 
-def analyse(arrays: dict, models_folder: Path, channel_swaps: bool) -> list[dict]:
-    """Per thick copy: the change (years) of A's and B's bias-corrected ages against the clean
-    scan, the change of the tissue mass inside the clean brain (percentage points), and with
-    ``channel_swaps`` B read with the T1 or the probabilities taken from the clean scan."""
+def age_readers(models_folder: Path):
+    """``(a_age(prob), b_age(image, prob))``: approach A's and B's bias-corrected ages (years) from
+    model-space arrays, with the age models of ``models_folder`` (as ``regression.predict_ages``
+    reads them, before any thick-slice line)."""
     import torch
     from BrainAgeLib.cnn import cnn_input, predict_age
-    from BrainAgeLib.regression import AgeBiasCorrection, _load_age_model, _load_cnn
+    from BrainAgeLib.regression import AgeBiasCorrection, _load_age_model, _load_cnn, volume_features
     m = _load_age_model(str(models_folder))
-    net = _load_cnn(str(models_folder))
-    bias = AgeBiasCorrection(**m["cnn"]["bias"])
+    reg, net = m["_volumes"], _load_cnn(str(models_folder))
+    bias_a, bias_b = AgeBiasCorrection(**m["volumes"]["bias"]), AgeBiasCorrection(**m["cnn"]["bias"])
+
+    def a_age(prob):
+        return float(bias_a(reg.predict(volume_features(prob, reg.cell)[None])[0]))
 
     def b_age(image, prob):
         with torch.inference_mode():
             x = torch.from_numpy(cnn_input(image, prob))[None]
-            return float(bias(float(predict_age(net, x, mirror=m["cnn"].get("mirror", False))[0])))
+            return float(bias_b(float(predict_age(net, x, mirror=m["cnn"].get("mirror", False))[0])))
+    return a_age, b_age
+
+
+def analyse(arrays: dict, models_folder: Path, channel_swaps: bool) -> list[dict]:
+    """Per thick copy: the change (years) of A's and B's bias-corrected ages against the clean
+    scan, the change of the tissue mass inside the clean brain (percentage points), and with
+    ``channel_swaps`` B read with the T1 or the probabilities taken from the clean scan."""
+    _, b_age = age_readers(models_folder)
     rows = []
     for (s, subject, acq), z in sorted(arrays.items()):
         c = arrays.get((s, subject, "clean0"))
@@ -184,22 +195,11 @@ def reread(arrays: dict, models_folder: Path) -> list[dict]:
     """:func:`analyse`'s age columns with the age models (A, B, their bias corrections) of another
     models folder reading the same model-space arrays: for age models trained anew on the shipped
     ResUNet, whose maps are what was stored, no scan needs to be run again."""
-    import torch
-    from BrainAgeLib.cnn import cnn_input, predict_age
-    from BrainAgeLib.regression import AgeBiasCorrection, VolumeAgeRegressor, volume_features
-    m = json.loads((models_folder / "age_model.json").read_text())
-    reg = VolumeAgeRegressor.from_dict(m["volumes"]["regressor"])
-    bias_a, bias_b = AgeBiasCorrection(**m["volumes"]["bias"]), AgeBiasCorrection(**m["cnn"]["bias"])
-    from BrainAgeLib.regression import _load_cnn
-    net = _load_cnn(str(models_folder))
+    a_age, b_age = age_readers(models_folder)
 
     def ages(z):
         prob, image = z["prob"].astype(np.float32), z["image"].astype(np.float32)
-        a = float(bias_a(reg.predict(volume_features(prob, reg.cell)[None])[0]))
-        with torch.inference_mode():
-            x = torch.from_numpy(cnn_input(image, prob))[None]
-            b = float(bias_b(float(predict_age(net, x, mirror=m["cnn"].get("mirror", False))[0])))
-        return a, b
+        return a_age(prob), b_age(image, prob)
     read = {k: ages(z) for k, z in arrays.items()}
     rows = []
     for (s, subject, acq), (a, b) in sorted(read.items()):
@@ -232,19 +232,12 @@ def compare_age_models(folder: Path, out: Path) -> None:
 
 def dice_and_invariance(weights: Path, models_folder: Path) -> dict:
     import SimpleITK as sitk
-    import torch
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+    from BrainAgeLib import models
     from BrainAgeLib.preprocessing import normalize_intensity
-    from BrainAgeLib.resunet import ResUNet3D
     from BrainAgeLib.segmentation import labels_from_probabilities, segment_array
     from BrainAgeLib.site_evaluation import feature_invariance
     from BrainAgeLib.training import camcan_paths, dice_scores, read_camcan_subjects
-    with safe_open(str(weights), "pt") as fh:
-        widths = tuple(json.loads(fh.metadata()["widths"]))
-    net = ResUNet3D(widths=widths)
-    net.load_state_dict(load_file(str(weights)))
-    net.eval()
+    net = models._load_resunet(str(models_folder))     # ``weights``, as its folder's manifest checks it
     out = {}
     rows = read_camcan_subjects(DATA / "camcan")
     for split in ("seg_val", "test"):
@@ -258,7 +251,6 @@ def dice_and_invariance(weights: Path, models_folder: Path) -> dict:
     inv = feature_invariance(DATA / "camcan", weights, models_folder / "age_model.json", n=8, seed=SEED)
     out["invariance"] = {r["acquisition"]: round((r["csf_pp"] + r["gm_pp"] + r["wm_pp"]) / 3, 3) for r in inv}
     out["invariance_mean_pp"] = round(float(np.mean(list(out["invariance"].values()))), 3)
-    torch.set_num_threads(2)
     return out
 
 
@@ -315,6 +307,8 @@ def main(candidate: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
+    import torch
+    torch.set_num_threads(2)
     if sys.argv[1] == "--measure":
         measure(Path(sys.argv[2]))
     elif sys.argv[1] == "--age-models":      # --age-models FOLDER OUT_DIR

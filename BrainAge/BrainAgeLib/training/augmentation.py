@@ -14,13 +14,34 @@ Images are normalised model-space T1s (2 mm voxels, 0 outside the brain, ~[0, 1.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 
-_THICK_SLICES_CLASS = None
+@lru_cache(maxsize=1)
+def _thick_slices_class():
+    """TorchIO's transform class for :func:`random_thick_slices`, built on first use (TorchIO is
+    imported only when training needs it)."""
+    import torchio as tio
+
+    class RandomThickSlices(tio.transforms.augmentation.RandomTransform):
+        def __init__(self, downsampling, profile, **kwargs):
+            super().__init__(**kwargs)
+            self.downsampling, self.profile = downsampling, profile
+
+        def apply_transform(self, subject):
+            axis = int(torch.randint(0, 3, (1,)))
+            factor = float(torch.empty(1).uniform_(*self.downsampling))
+            fwhm = factor * float(torch.empty(1).uniform_(*self.profile))
+            std = [0.0, 0.0, 0.0]
+            std[axis] = math.sqrt(max(fwhm ** 2 - 1.0, 0.0)) / 2.355 * float(subject.spacing[axis])
+            subject = tio.Blur(std=tuple(std), include=["image"])(subject)
+            return tio.RandomAnisotropy(axes=(axis,), downsampling=(factor, factor),
+                                        include=["image"])(subject)
+    return RandomThickSlices
 
 
 def random_thick_slices(p: float = 0.35, downsampling: tuple[float, float] = (1.5, 3.0),
@@ -32,25 +53,7 @@ def random_thick_slices(p: float = 0.35, downsampling: tuple[float, float] = (1.
     the volume (nearest neighbour), sharp and aliased, which no scanner writes: a real thick
     slice mixes the tissues of its whole slab (partial volume), as ``degrade.thick_slices`` does.
     Thickness: ``downsampling`` times the voxel size. Labels are left as they are."""
-    global _THICK_SLICES_CLASS
-    import torchio as tio
-    if _THICK_SLICES_CLASS is None:
-        class RandomThickSlices(tio.transforms.augmentation.RandomTransform):
-            def __init__(self, downsampling, profile, **kwargs):
-                super().__init__(**kwargs)
-                self.downsampling, self.profile = downsampling, profile
-
-            def apply_transform(self, subject):
-                axis = int(torch.randint(0, 3, (1,)))
-                factor = float(torch.empty(1).uniform_(*self.downsampling))
-                fwhm = factor * float(torch.empty(1).uniform_(*self.profile))
-                std = [0.0, 0.0, 0.0]
-                std[axis] = math.sqrt(max(fwhm ** 2 - 1.0, 0.0)) / 2.355 * float(subject.spacing[axis])
-                subject = tio.Blur(std=tuple(std), include=["image"])(subject)
-                return tio.RandomAnisotropy(axes=(axis,), downsampling=(factor, factor),
-                                            include=["image"])(subject)
-        _THICK_SLICES_CLASS = RandomThickSlices
-    return _THICK_SLICES_CLASS(downsampling=downsampling, profile=profile, p=p)
+    return _thick_slices_class()(downsampling=downsampling, profile=profile, p=p)
 
 
 def acquisition_transform(spatial: bool = True, thick_slice_profile: bool = False):
