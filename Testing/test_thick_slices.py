@@ -251,3 +251,52 @@ def test_ixi_heads_for_the_fit_are_the_age_models_validation_draw(tmp_path):
     assert [p["age"] for p in picks] == sorted(p["age"] for p in picks) and len(picks) == 20
     assert str(picks[0]["image"]).endswith(f"ixi120/t1/{picks[0]['subject_id']}_T1.nii.gz")
     assert len(held_out_ixi_subjects(tmp_path, 5)) == 5
+
+
+def test_a_resumed_measurement_keeps_finished_subjects_and_redoes_a_cut_off_one(tmp_path, monkeypatch):
+    """A measurement of hours goes on where it stopped: a subject whose every acquisition is in
+    the CSV is kept as written and not read again; one cut off half-way is measured anew (both
+    of its acquisitions), its stale row dropped."""
+    import csv
+    from BrainAgeLib import pipeline
+    from BrainAgeLib.training import thick_slices
+    calls = []
+    real_predict = pipeline.predict
+    monkeypatch.setattr(pipeline, "predict", lambda scan, **kw: calls.append(1) or real_predict(scan, **kw))
+    acquisitions = [("clean", 0.0), ("coronal", 5.0)]
+    out = tmp_path / "thick_slices.csv"
+    old = [{"set": "ixi", "subject_id": "done", "age": 30.0, "orientation": "clean", "thickness_mm": 0.0,
+            "ensemble": 11.0, "volumes": 12.0, "cnn": 13.0, "qc": "ok"},
+           {"set": "ixi", "subject_id": "done", "age": 30.0, "orientation": "coronal", "thickness_mm": 5.0,
+            "ensemble": 21.0, "volumes": 22.0, "cnn": 23.0, "qc": "ok"},
+           {"set": "ixi", "subject_id": "cut", "age": 40.0, "orientation": "clean", "thickness_mm": 0.0,
+            "ensemble": 99.0, "volumes": 99.0, "cnn": 99.0, "qc": "ok"}]
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=thick_slices.COLUMNS)
+        w.writeheader()
+        w.writerows(old)
+    subjects = [{"set": "ixi", "subject_id": s, "age": a, "image": T1} for s, a in (("done", 30.0), ("cut", 40.0))]
+    rows = thick_slices.measure_thick_slices(subjects, out, log=lambda m: None, acquisitions=acquisitions,
+                                             resume=True)
+    assert len(calls) == 2                                   # only the cut-off subject, both acquisitions
+    with open(out, newline="") as f:
+        written = list(csv.DictReader(f))
+    assert [(r["subject_id"], r["orientation"]) for r in written] == \
+        [("done", "clean"), ("done", "coronal"), ("cut", "clean"), ("cut", "coronal")]
+    assert [float(r["ensemble"]) for r in written[:2]] == [11.0, 21.0]
+    assert 99.0 not in {float(r["ensemble"]) for r in written}
+    assert len(rows) == 4 and float(rows[3]["cnn"]) == pytest.approx(float(written[3]["cnn"]))
+    assert float(written[3]["cnn"]) != float(written[2]["cnn"])       # the thick copy was really read
+
+
+def test_a_measurement_of_other_models_is_not_resumed(tmp_path):
+    """Rows measured with other age models or another ResUNet would bend the lines: resuming
+    over them is refused, and the measurement is left as it was."""
+    from BrainAgeLib.training.thick_slices import models_fingerprint, train_thick_slice_weights
+    (tmp_path / "thick_slices.csv").write_text("set,subject_id\n")
+    stamp = tmp_path / "thick_slices_models.json"
+    stamp.write_text(json.dumps({**models_fingerprint(), "age_cnn.safetensors": "0" * 64}))
+    with pytest.raises(ValueError, match="measured with other models"):
+        train_thick_slice_weights(tmp_path / "no-data", tmp_path, resume=True, log=lambda m: None)
+    assert (tmp_path / "thick_slices.csv").read_text() == "set,subject_id\n"
+    assert json.loads(stamp.read_text())["age_cnn.safetensors"] == "0" * 64

@@ -137,7 +137,8 @@ def cmd_train_age_model(args) -> int:
 def cmd_train_thick_slice_weights(args) -> int:
     from .training.thick_slices import train_thick_slice_weights
     path = train_thick_slice_weights(args.data, args.out, n_subjects=args.n, n_ixi=args.n_ixi,
-                                     measured_csv=args.from_csv, log=lambda m: print(m, flush=True))
+                                     measured_csv=args.from_csv, resume=args.resume,
+                                     log=lambda m: print(m, flush=True))
     print(f"wrote {path}")
     if args.ship:
         import json
@@ -355,6 +356,8 @@ def add_training_commands(sub) -> None:
                     "20 in all, the default), youngest first")
     tw.add_argument("--from-csv", metavar="CSV", help="refit from an earlier run's thick_slices.csv "
                     "(the same models) instead of measuring again (~2.5 min a subject on 2 cores)")
+    tw.add_argument("--resume", action="store_true", help="keep the subjects that OUT/thick_slices.csv "
+                    "already holds in full (measured with the same models, or refused) and measure the rest")
     es = sub.add_parser("evaluate-sites", help="leave-one-site-out ages, calibration to a new site "
                         "from k controls, and how distinguishable the sites' features are")
     es.add_argument("--cache", default="runs/features/features.npz", help="model-space feature cache")
