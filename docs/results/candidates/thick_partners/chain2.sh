@@ -1,4 +1,5 @@
 #!/bin/bash
+# Note: its last step (the thick-slice measurement) failed here: the candidate manifest lacked the CNN config; thick.sh reran it.
 # The candidate's ensemble at its own site-level weight (evaluate-sites' sweep), as the shipped recipe does; then the
 # thick-slice measurement of the final candidate, resumable, into the committed candidate folder.
 cd /work/main
