@@ -355,7 +355,7 @@ def add_training_commands(sub) -> None:
     tw.add_argument("--n-ixi", type=int, default=None, help="ixi120 validation heads (never trained on; "
                     "20 in all, the default), youngest first")
     tw.add_argument("--from-csv", metavar="CSV", help="refit from an earlier run's thick_slices.csv "
-                    "(the same models) instead of measuring again (~2.5 min a subject on 2 cores)")
+                    "(the same models) instead of measuring again (~1.5 min a subject on 2 cores)")
     tw.add_argument("--resume", action="store_true", help="keep the subjects that OUT/thick_slices.csv "
                     "already holds in full (measured with the same models, or refused) and measure the rest")
     es = sub.add_parser("evaluate-sites", help="leave-one-site-out ages, calibration to a new site "

@@ -1,0 +1,62 @@
+"""Two thick-slice measurements (``train-thick-slice-weights``' ``thick_slices.csv``, e.g. the
+shipped models' and a candidate's) on the subjects both hold: per orientation and slice
+thickness, the ensemble's mean |age change| against the clean scan (years) with lines and weight
+fitted leave-one-subject-out (:func:`~BrainAgeLib.training.thick_slices.out_of_fold_ages`, as the
+shipped fit reports them), and the usual ensemble without lines. A partial measurement (one
+that ``--resume`` will complete) is compared on its finished subjects.
+
+    .venv/bin/python scripts/thick_lines_compare.py docs/results/thick_slice_weights_fit.csv \\
+        docs/results/candidates/thick_partners/thick_slices/thick_slices.csv
+"""
+from __future__ import annotations
+
+import csv
+import sys
+
+import numpy as np
+
+from BrainAgeLib.training.thick_slices import ORIENTATIONS, THICKNESSES_MM, out_of_fold_ages
+
+
+def complete_rows(path: str) -> dict[str, list[dict]]:
+    """Rows of the subjects measured with every acquisition (13), by subject."""
+    per: dict[str, list[dict]] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            per.setdefault(f"{r['set']}:{r['subject_id']}", []).append(r)
+    return {k: v for k, v in per.items() if len(v) == 1 + len(ORIENTATIONS) * len(THICKNESSES_MM)}
+
+
+def changes(rows: list[dict]) -> dict[tuple[str, float], tuple[float, float]]:
+    """(orientation, mm) -> (mean |change| out of fold, usual ensemble's mean |change|), years."""
+    clean = {r["subject_id"]: r for r in rows if r["orientation"] == "clean"}
+    out = {}
+    for o in ORIENTATIONS:
+        sel = [r for r in rows if r["orientation"] == o]
+        ref = np.array([float(clean[r["subject_id"]]["ensemble"]) for r in sel])
+        oof = np.abs(out_of_fold_ages(sel, clean) - ref)
+        usual = np.abs(np.array([float(r["ensemble"]) for r in sel]) - ref)
+        mm = np.array([float(r["thickness_mm"]) for r in sel])
+        for t in THICKNESSES_MM:
+            out[(o, t)] = (float(oof[mm == t].mean()), float(usual[mm == t].mean()))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    first, second = (complete_rows(p) for p in argv[:2])
+    both = [k for k in first if k in second]
+    if len(both) < 3:
+        raise SystemExit(f"only {len(both)} subjects in both measurements: too few for leave-one-out lines")
+    a = changes([r for k in both for r in first[k]])
+    b = changes([r for k in both for r in second[k]])
+    print(f"{len(both)} subjects in both ({', '.join(sorted({k.split(':')[0] for k in both}))}); "
+          f"mean |age change| against the clean scan, years: lines out of fold (usual ensemble)")
+    print(f"| orientation, mm | {argv[0]} | {argv[1]} |\n| --- | --- | --- |")
+    for o in ORIENTATIONS:
+        for t in THICKNESSES_MM:
+            print(f"| {o} {t:g} | {a[(o, t)][0]:.2f} ({a[(o, t)][1]:.2f}) | {b[(o, t)][0]:.2f} ({b[(o, t)][1]:.2f}) |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
