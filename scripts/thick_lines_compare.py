@@ -27,10 +27,11 @@ def complete_rows(path: str) -> dict[str, list[dict]]:
     return {k: v for k, v in per.items() if len(v) == 1 + len(ORIENTATIONS) * len(THICKNESSES_MM)}
 
 
-def changes(rows: list[dict]) -> dict[tuple[str, float], tuple[float, float]]:
-    """(orientation, mm) -> (mean |change| out of fold, usual ensemble's mean |change|), years."""
+def changes(rows: list[dict]) -> tuple[dict, dict]:
+    """(orientation, mm) -> (mean |change| out of fold, usual ensemble's mean |change|), years;
+    and orientation -> each subject's mean |change| out of fold over the thicknesses."""
     clean = {r["subject_id"]: r for r in rows if r["orientation"] == "clean"}
-    out = {}
+    out, per_subject = {}, {}
     for o in ORIENTATIONS:
         sel = [r for r in rows if r["orientation"] == o]
         ref = np.array([float(clean[r["subject_id"]]["ensemble"]) for r in sel])
@@ -39,7 +40,9 @@ def changes(rows: list[dict]) -> dict[tuple[str, float], tuple[float, float]]:
         mm = np.array([float(r["thickness_mm"]) for r in sel])
         for t in THICKNESSES_MM:
             out[(o, t)] = (float(oof[mm == t].mean()), float(usual[mm == t].mean()))
-    return out
+        ids = np.array([r["subject_id"] for r in sel])
+        per_subject[o] = np.array([oof[ids == s].mean() for s in sorted(set(ids))])
+    return out, per_subject
 
 
 def main(argv: list[str]) -> int:
@@ -47,14 +50,20 @@ def main(argv: list[str]) -> int:
     both = [k for k in first if k in second]
     if len(both) < 3:
         raise SystemExit(f"only {len(both)} subjects in both measurements: too few for leave-one-out lines")
-    a = changes([r for k in both for r in first[k]])
-    b = changes([r for k in both for r in second[k]])
+    a, per_a = changes([r for k in both for r in first[k]])
+    b, per_b = changes([r for k in both for r in second[k]])
     print(f"{len(both)} subjects in both ({', '.join(sorted({k.split(':')[0] for k in both}))}); "
           f"mean |age change| against the clean scan, years: lines out of fold (usual ensemble)")
     print(f"| orientation, mm | {argv[0]} | {argv[1]} |\n| --- | --- | --- |")
     for o in ORIENTATIONS:
         for t in THICKNESSES_MM:
             print(f"| {o} {t:g} | {a[(o, t)][0]:.2f} ({a[(o, t)][1]:.2f}) | {b[(o, t)][0]:.2f} ({b[(o, t)][1]:.2f}) |")
+    rng = np.random.default_rng(0)
+    print("second minus first, out of fold, mean over thicknesses and subjects (95 % bootstrap over subjects):")
+    for o in ORIENTATIONS:
+        d = per_b[o] - per_a[o]
+        boots = [d[rng.integers(0, d.size, d.size)].mean() for _ in range(5000)]
+        print(f"  {o}: {d.mean():+.2f} ({np.percentile(boots, 2.5):+.2f} to {np.percentile(boots, 97.5):+.2f})")
     return 0
 
 
