@@ -20,24 +20,25 @@ from pathlib import Path
 from BrainAgeLib import models
 
 
-def candidate_models(files: Path, out: Path, note: str, cnn_config: dict | None = None) -> Path:
-    """``out``: the shipped models folder with every file of ``files`` in its place (manifest
-    updated with ``{"candidate": note}``, and the CNN's training ``cnn_config``, which
-    ``train-thick-slice-weights`` reads for the IXI validation heads)."""
+def candidate_models(files: Path | dict[str, Path], out: Path, note: str,
+                     cnn_config: dict | None = None) -> Path:
+    """``out``: the shipped models folder with every file of the folder ``files`` (or each
+    ``{name: path}`` of a mapping) in place of the shipped file of that name (manifest updated
+    with ``{"candidate": note}``, and for a CNN its training ``cnn_config``, which
+    ``train-thick-slice-weights`` reads to pick the IXI validation heads)."""
+    if not isinstance(files, dict):
+        files = {p.name: p for p in Path(files).iterdir() if p.is_file()}
     shipped = models.read_manifest(models.MODELS_DIR)["files"]
-    names = sorted(p.name for p in Path(files).iterdir() if p.is_file())
-    unknown = [n for n in names if n not in shipped]
+    unknown = sorted(n for n in files if n not in shipped)
     if unknown:
-        raise SystemExit(f"{files}: {unknown} are not model files of the manifest")
+        raise SystemExit(f"{unknown} are not model files of the manifest")
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(models.MODELS_DIR, out)
-    for name in names:
-        shutil.copyfile(Path(files) / name, out / name)
+    for name, path in sorted(files.items()):
+        shutil.copyfile(path, out / name)
         info = {"candidate": note}
-        if name == "age_cnn.safetensors":
-            if cnn_config is None:
-                raise SystemExit("a candidate CNN needs --cnn-config (its run's cnn_config.json)")
+        if name == "age_cnn.safetensors" and cnn_config is not None:
             info["config"] = cnn_config
         models.update_manifest(name, info, out)
     return out
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--note", default="candidate", help="recorded in the manifest of each replaced file")
     ap.add_argument("--cnn-config", type=Path, help="the candidate CNN's cnn_config.json (from its train-cnn run)")
     args = ap.parse_args(argv)
+    if (args.files / "age_cnn.safetensors").exists() and args.cnn_config is None:
+        ap.error("a candidate CNN needs --cnn-config (its run's cnn_config.json)")
     config = json.loads(args.cnn_config.read_text()) if args.cnn_config else None
     out = candidate_models(args.files, args.out, args.note, config)
     print(f"candidate models in {out}: {', '.join(sorted(p.name for p in args.files.iterdir()))}")

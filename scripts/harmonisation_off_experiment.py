@@ -24,7 +24,8 @@ release 11's models for the README's figures).
 models of ``MODELS_DIR`` (a copy of Resources/Models with the candidate's files) with the switch
 off, half ``PART`` (0 or 1) of the 52 subjects, one thread, into
 ``docs/results/candidates/harmonisation_off/thick_slices_part<PART>.csv``; subjects already
-there are kept and skipped, so that an interrupted run resumes. Refit with ``brainage
+there in full are kept and skipped (``measure_thick_slices(resume=True)``), so that an
+interrupted run resumes. Refit with ``brainage
 train-thick-slice-weights --from-csv`` on the two parts joined.
 
 Then the usual commands with ``--cache runs/features_noharm/features.npz`` and the switch off
@@ -160,41 +161,24 @@ def candidate_models(out_dir: str = "runs/cand-noharm/models") -> None:
     """``out_dir``: Resources/Models with the candidate's CNN, age model and feature reference
     (``docs/results/candidates/harmonisation_off/models/``), the manifest updated, for
     ``BRAINAGE_MODELS_DIR``."""
-    import shutil
-    from BrainAgeLib import models
-    dst = Path(out_dir)
-    if dst.exists():
-        shutil.rmtree(dst)
-    shutil.copytree(models.MODELS_DIR, dst)
-    for name in ("age_cnn.safetensors", "age_model.json", "feature_reference.json"):
-        shutil.copy(Path("docs/results/candidates/harmonisation_off/models") / name, dst / name)
-        models.update_manifest(name, {"candidate": "registered scans not harmonised"}, dst)
-    print("candidate models in", dst)
+    import json
+    from candidate_models import candidate_models as replace_models
+    src = Path("docs/results/candidates/harmonisation_off/models")
+    files = {n: src / n for n in ("age_cnn.safetensors", "age_model.json", "feature_reference.json")}
+    config = json.loads((src / "cnn_config.json").read_text())
+    print("candidate models in", replace_models(files, Path(out_dir), "registered scans not harmonised", config))
 
 
 def thick(models_dir: str, part: str) -> None:
     """Half ``part`` of the thick-slice measurement for the candidate (see the module docstring)."""
-    import csv
     import os
     os.environ["BRAINAGE_MODELS_DIR"] = models_dir
     torch.set_num_threads(1)
     pipeline.HARMONIZE_RAW_SCANS = False
     from BrainAgeLib.training.thick_slices import held_out_subjects, measure_thick_slices
     out = Path(f"docs/results/candidates/harmonisation_off/thick_slices_part{part}.csv")
-    new = out.with_suffix(".new.csv")        # an interrupted run's subjects count too
-    kept = [r for path in (out, new) if path.exists() for r in csv.DictReader(open(path))]
-    per = {}
-    for r in kept:
-        per.setdefault(r["subject_id"], []).append(r)
-    done = {k for k, v in per.items() if len(v) == 13}          # clean + 12 thick copies
-    todo = [s for s in held_out_subjects("../shared/data", 52)[int(part)::2] if s["subject_id"] not in done]
-    measure_thick_slices(todo, new, log=lambda m: print(m, flush=True))
-    rows = [r for r in kept if r["subject_id"] in done] + list(csv.DictReader(open(new)))
-    with open(out, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    new.unlink()
+    measure_thick_slices(held_out_subjects("../shared/data", 52)[int(part)::2], out,
+                         log=lambda m: print(m, flush=True), resume=True)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -48,13 +47,8 @@ SEED = 20261123
 
 def candidate_models(weights: Path, folder: Path) -> Path:
     """A copy of the shipped models folder whose ResUNet is ``weights`` (manifest updated)."""
-    from BrainAgeLib import models
-    if folder.exists():
-        shutil.rmtree(folder)
-    shutil.copytree(SHIPPED_MODELS, folder)
-    shutil.copyfile(weights, folder / "resunet.safetensors")
-    models.update_manifest("resunet.safetensors", {"candidate": str(weights)}, folder)
-    return folder
+    from candidate_models import candidate_models as replace_models
+    return replace_models({"resunet.safetensors": weights}, folder, str(weights))
 
 
 def subjects() -> list[dict]:

@@ -15,16 +15,19 @@ import sys
 
 import numpy as np
 
-from BrainAgeLib.training.thick_slices import ORIENTATIONS, THICKNESSES_MM, out_of_fold_ages
+from BrainAgeLib.training.thick_slices import ORIENTATIONS, THICKNESSES_MM, complete_subjects, out_of_fold_ages
 
 
 def complete_rows(path: str) -> dict[str, list[dict]]:
-    """Rows of the subjects measured with every acquisition (13), by subject."""
-    per: dict[str, list[dict]] = {}
+    """Rows of the subjects measured with every acquisition, by ``set:subject_id``."""
     with open(path, newline="", encoding="utf-8") as f:
-        for r in csv.DictReader(f):
+        rows = list(csv.DictReader(f))
+    done = complete_subjects(rows)
+    per: dict[str, list[dict]] = {}
+    for r in rows:
+        if (r["set"], r["subject_id"]) in done:
             per.setdefault(f"{r['set']}:{r['subject_id']}", []).append(r)
-    return {k: v for k, v in per.items() if len(v) == 1 + len(ORIENTATIONS) * len(THICKNESSES_MM)}
+    return per
 
 
 def changes(rows: list[dict]) -> tuple[dict, dict]:

@@ -69,6 +69,18 @@ def _subject_key(row: dict) -> tuple[str, str]:
     return str(row["set"]), str(row["subject_id"])
 
 
+def complete_subjects(rows: list[dict], acquisitions: list[tuple[str, float]] | None = None) -> set[tuple[str, str]]:
+    """The (set, subject_id) of every subject that ``rows`` (:func:`measure_thick_slices`'s CSV
+    rows) hold with each of ``acquisitions`` (default: the clean scan and every orientation and
+    thickness)."""
+    acquisitions = acquisitions or ([("clean", 0.0)] + [(o, t) for o in ORIENTATIONS for t in THICKNESSES_MM])
+    per: dict[tuple[str, str], set] = {}
+    for r in rows:
+        per.setdefault(_subject_key(r), set()).add((r["orientation"], float(r["thickness_mm"])))
+    wanted = {(o, float(mm)) for o, mm in acquisitions}
+    return {k for k, v in per.items() if v >= wanted}
+
+
 def measure_thick_slices(subjects: list[dict], out_csv, log: Callable[[str], None] = print,
                          acquisitions: list[tuple[str, float]] | None = None, resume: bool = False) -> list[dict]:
     """The shipped models' ensemble, A and B ages (years) of each subject's clean scan and of
@@ -85,11 +97,7 @@ def measure_thick_slices(subjects: list[dict], out_csv, log: Callable[[str], Non
     if resume and Path(out_csv).exists():
         with open(out_csv, newline="", encoding="utf-8") as f:
             old = list(csv.DictReader(f))
-        per: dict[tuple[str, str], set] = {}
-        for r in old:
-            per.setdefault(_subject_key(r), set()).add((r["orientation"], float(r["thickness_mm"])))
-        wanted = {(o, float(mm)) for o, mm in acquisitions}
-        done = {k for k, v in per.items() if v >= wanted}
+        done = complete_subjects(old, acquisitions)
         kept = [r for r in old if _subject_key(r) in done]
         subjects = [s for s in subjects if _subject_key(s) not in done]
         log(f"resuming {out_csv}: {len(done)} subjects already measured, {len(subjects)} to go")
