@@ -15,7 +15,8 @@ import sys
 
 import numpy as np
 
-from BrainAgeLib.training.thick_slices import ORIENTATIONS, THICKNESSES_MM, complete_subjects, out_of_fold_ages
+from BrainAgeLib.training.thick_slices import (ORIENTATIONS, THICKNESSES_MM, bootstrap_ci95, complete_subjects,
+                                               out_of_fold_ages)
 
 
 def complete_rows(path: str) -> dict[str, list[dict]]:
@@ -65,8 +66,8 @@ def main(argv: list[str]) -> int:
     print("second minus first, out of fold, mean over thicknesses and subjects (95 % bootstrap over subjects):")
     for o in ORIENTATIONS:
         d = per_b[o] - per_a[o]
-        boots = [d[rng.integers(0, d.size, d.size)].mean() for _ in range(5000)]
-        print(f"  {o}: {d.mean():+.2f} ({np.percentile(boots, 2.5):+.2f} to {np.percentile(boots, 97.5):+.2f})")
+        lo, hi = bootstrap_ci95(d, 5000, rng)
+        print(f"  {o}: {d.mean():+.2f} ({lo:+.2f} to {hi:+.2f})")
     return 0
 
 

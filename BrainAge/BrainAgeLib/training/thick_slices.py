@@ -29,6 +29,7 @@ from ..regression import thick_slice_age_array
 THICKNESSES_MM = (3.0, 4.0, 5.0, 6.0)
 WEIGHT_GRID = tuple(np.round(np.linspace(0.0, 1.0, 21), 2))
 COLUMNS = ["set", "subject_id", "age", "orientation", "thickness_mm", "ensemble", "volumes", "cnn", "qc"]
+ACQUISITIONS = (("clean", 0.0),) + tuple((o, t) for o in ORIENTATIONS for t in THICKNESSES_MM)
 
 
 def held_out_subjects(data_dir, n: int = 52) -> list[dict]:
@@ -73,12 +74,19 @@ def complete_subjects(rows: list[dict], acquisitions: list[tuple[str, float]] | 
     """The (set, subject_id) of every subject that ``rows`` (:func:`measure_thick_slices`'s CSV
     rows) hold with each of ``acquisitions`` (default: the clean scan and every orientation and
     thickness)."""
-    acquisitions = acquisitions or ([("clean", 0.0)] + [(o, t) for o in ORIENTATIONS for t in THICKNESSES_MM])
+    acquisitions = acquisitions or ACQUISITIONS
     per: dict[tuple[str, str], set] = {}
     for r in rows:
         per.setdefault(_subject_key(r), set()).add((r["orientation"], float(r["thickness_mm"])))
     wanted = {(o, float(mm)) for o, mm in acquisitions}
     return {k for k, v in per.items() if v >= wanted}
+
+
+def bootstrap_ci95(per_subject: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[float, float]:
+    """95 % bootstrap interval of the mean of ``per_subject`` (one value per subject, resampled
+    ``n_boot`` times with ``rng``)."""
+    boots = [per_subject[rng.integers(0, per_subject.size, per_subject.size)].mean() for _ in range(n_boot)]
+    return float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
 
 
 def measure_thick_slices(subjects: list[dict], out_csv, log: Callable[[str], None] = print,
@@ -92,7 +100,7 @@ def measure_thick_slices(subjects: list[dict], out_csv, log: Callable[[str], Non
     on; the caller makes sure they were measured with the same models."""
     from .. import degrade, pipeline
     from ..io import read_image
-    acquisitions = acquisitions or ([("clean", 0.0)] + [(o, t) for o in ORIENTATIONS for t in THICKNESSES_MM])
+    acquisitions = acquisitions or ACQUISITIONS
     kept: list[dict] = []
     if resume and Path(out_csv).exists():
         with open(out_csv, newline="", encoding="utf-8") as f:
@@ -220,8 +228,7 @@ def fit_thick_slice_weights(rows: list[dict], n_boot: int = 5000, seed: int = 0)
         oof = out_of_fold_ages(sel, clean)
         gain = usual - np.abs(oof - ref)
         per_subject = np.array([gain[ids == s].mean() for s in dict.fromkeys(ids)])
-        boots = [per_subject[rng.integers(0, per_subject.size, per_subject.size)].mean() for _ in range(n_boot)]
-        ci = (float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5)))
+        ci = bootstrap_ci95(per_subject, n_boot, rng)
         out[o] = {**fit, "mean_abs_change_out_of_fold": round(float(np.mean(np.abs(oof - ref))), 3),
                   "residual_sd_out_of_fold": round(float(np.std(oof - ref)), 3),
                   "mean_abs_change_usual_ensemble": round(float(usual.mean()), 3),
