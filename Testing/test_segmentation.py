@@ -237,6 +237,20 @@ def test_cnn_augmentation_gives_a_scan_and_its_contrast_copy_the_same_draw():
     assert torch.equal(alone, a)                # the partner does not change the scan's own draw
 
 
+def test_cnn_augmentation_gives_every_partner_of_a_scan_the_same_draw():
+    from BrainAgeLib.training.cnn import _augment_cnn
+    x = torch.rand(3, 4, 8, 10, 6)
+    contrast, thick = x.clone(), x.clone()
+    contrast[:, 1:] += 1.0
+    thick[:, 1:] -= 2.0
+    a, (b, c) = _augment_cnn(x, torch.Generator().manual_seed(0), 2, partner=[contrast, thick])
+    assert torch.allclose(b[:, 1:] - a[:, 1:], torch.ones_like(a[:, 1:]))
+    assert torch.allclose(c[:, 1:] - a[:, 1:], torch.full_like(a[:, 1:], -2.0))
+    assert torch.equal(c[:, :1], a[:, :1])
+    one, b1 = _augment_cnn(x, torch.Generator().manual_seed(0), 2, partner=contrast)
+    assert torch.equal(one, a) and torch.equal(b1, b)   # a second partner draws nothing more
+
+
 @pytest.mark.parametrize("rule, v_final, v_ema, expected", [
     ("best", 6.4, 12.8, "final"), ("best", 5.4, 5.2, "ema"), ("best", 5.0, 5.0, "ema"),
     ("ema", 6.4, 12.8, "ema"), ("final", 5.4, 5.2, "final")])

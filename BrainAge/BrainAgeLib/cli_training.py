@@ -47,12 +47,12 @@ def _sites(text: str) -> tuple[str, ...]:
     return sites
 
 
-def _copies(text: str) -> tuple[str, ...]:
+def _copies(text: str, option: str = "--copies") -> tuple[str, ...]:
     from .cli import ArgumentError
     from .training.features import COPY_KINDS
     kinds = tuple(s.strip() for s in text.split(",") if s.strip())
     if not kinds or any(k not in COPY_KINDS for k in kinds):
-        raise ArgumentError(f"--copies: expected {' and/or '.join(COPY_KINDS)}, got {text!r}")
+        raise ArgumentError(f"{option}: expected {' and/or '.join(COPY_KINDS)}, got {text!r}")
     return kinds
 
 
@@ -62,9 +62,13 @@ def cmd_train_cnn(args) -> int:
     from .training import CNNConfig, train_cnn
     if args.site_adversarial > 0 and len(_sites(args.sites)) < 2:
         raise ArgumentError("--site-adversarial needs both sites (--sites camcan,ixi)")
+    if args.second_copies and args.contrast_consistency <= 0:
+        raise ArgumentError("--second-copies needs --contrast-consistency above 0")
     cfg = CNNConfig(epochs=args.epochs, seed=args.seed, threads=args.threads, lr=args.lr,
                     init_weights=args.init, sites=_sites(args.sites),
                     contrast_consistency=args.contrast_consistency, consistency_copies=_copies(args.copies),
+                    consistency_copies_second=(_copies(args.second_copies, "--second-copies")
+                                               if args.second_copies else ()),
                     consistency_ixi_weight=args.consistency_ixi_weight, export=args.export,
                     site_adversarial=args.site_adversarial)
     weights = train_cnn(Path(args.data) / "camcan", args.out, cfg, cache_path=args.cache,
@@ -273,6 +277,9 @@ def add_training_commands(sub) -> None:
     tc.add_argument("--contrast-consistency", type=float, default=0.0, metavar="WEIGHT",
                     help="penalise the age difference (years²) between each scan and its acquisition copy "
                          "(--copies; <kind>_copies.npz beside the cache, built when missing); 0: off")
+    tc.add_argument("--second-copies", default=None, metavar="KINDS",
+                    help="a second consistency partner of every sample, from these kinds of copy "
+                         "(comma-separated, one drawn at random), beside the --copies one; default: none")
     tc.add_argument("--consistency-ixi-weight", type=float, default=1.0, metavar="FACTOR",
                     help="the consistency term of IXI subjects counts FACTOR times (default 1)")
     tc.add_argument("--site-adversarial", type=float, default=0.0, metavar="WEIGHT",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,6 +39,8 @@ class CNNConfig:
                                        # its acquisition copy (features.acquisition_copies); 0: not used
     consistency_copies: tuple[str, ...] = ("contrast",)   # kinds of copy (features.COPY_KINDS); each
                                        # sample's partner is one of them, drawn at random
+    consistency_copies_second: tuple[str, ...] = ()   # kinds of a second partner of every sample
+                                       # (one drawn at random when several); (): one partner only
     consistency_ixi_weight: float = 1.0  # the consistency term of IXI subjects counts this many times
     site_adversarial: float = 0.0   # weight of a site classifier on the pooled features, trained
                                     # through gradient reversal (DANN): features that do not tell
@@ -92,24 +95,35 @@ class _GradientReversal(torch.autograd.Function):
 
 
 def _augment_cnn(x: torch.Tensor, gen: torch.Generator, max_shift: int,
-                 partner: torch.Tensor | None = None):
+                 partner: torch.Tensor | Sequence[torch.Tensor] | None = None):
     """Random flip, shift and T1 gamma/scale of each CNN input (B, 4, z, y, x). ``partner``
-    (same shape): each of its inputs gets the same draw as ``x``'s; returns ``(x, partner)``."""
+    (same shape, or a list of such): each of its inputs gets the same draw as ``x``'s; returns
+    ``(x, partner)`` (``partner`` a list when a list was given)."""
     b = x.shape[0]
+    many = partner is not None and not isinstance(partner, torch.Tensor)
+    partners = [] if partner is None else list(partner) if many else [partner]
     out = torch.empty_like(x)
-    out_p = None if partner is None else torch.empty_like(partner)
+    outs = [torch.empty_like(p) for p in partners]
     for i in range(b):
         flip = bool(torch.rand(1, generator=gen) < 0.5)
         shifts = [int(s) for s in torch.randint(-max_shift, max_shift + 1, (3,), generator=gen)]
         gamma = float(torch.exp((torch.rand(1, generator=gen) - 0.5) * 0.6))
         scale = float(0.9 + 0.2 * torch.rand(1, generator=gen))
-        for src, dst in ((x, out), (partner, out_p)):
-            if src is None:
-                continue
+        for src, dst in zip([x, *partners], [out, *outs]):
             xi = src[i].flip(-1) if flip else src[i]
             xi = torch.roll(xi, shifts=shifts, dims=(1, 2, 3))
             dst[i] = torch.cat([(xi[0:1].clamp(min=0) ** gamma) * scale, xi[1:]])
-    return out if partner is None else (out, out_p)
+    if partner is None:
+        return out
+    return out, (outs if many else outs[0])
+
+
+def _draw_partner(copies: list[torch.Tensor], idx, gen: torch.Generator) -> torch.Tensor:
+    """Each sample's consistency partner: its copy of one of ``copies``' kinds, drawn at random."""
+    if len(copies) == 1:
+        return copies[0][idx]
+    kind = torch.randint(len(copies), (len(idx),), generator=gen)
+    return torch.stack([copies[int(k)][i] for k, i in zip(kind, idx)])
 
 
 def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=None,
@@ -131,13 +145,16 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
     X_deg = torch.from_numpy(feats["cnn_deg"].astype(np.float32)) if cfg.degraded_prob > 0 else None
     y = torch.from_numpy(feats["age"].astype(np.float32))
     is_ixi = torch.from_numpy(np.asarray(feats["site"]) == "ixi")
-    X_copies = []
+    partner_sets = []       # per partner of a sample: the copies it is drawn from
     if cfg.contrast_consistency > 0:
         from .features import COPY_SUFFIX, acquisition_copies
-        for kind in cfg.consistency_copies:
-            c = acquisition_copies(data_dir, feats, cache_path or out / "features.npz", kind, log=log)
-            X_copies.append(torch.from_numpy(c["cnn" + COPY_SUFFIX[kind]].astype(np.float32)))
-        log(f"consistency {cfg.contrast_consistency} with each subject's {' or '.join(cfg.consistency_copies)} copy")
+        for kinds in (cfg.consistency_copies, cfg.consistency_copies_second):
+            if not kinds:
+                continue
+            partner_sets.append([torch.from_numpy(acquisition_copies(
+                data_dir, feats, cache_path or out / "features.npz", kind, log=log)[
+                "cnn" + COPY_SUFFIX[kind]].astype(np.float32)) for kind in kinds])
+            log(f"consistency {cfg.contrast_consistency} with each subject's {' or '.join(kinds)} copy")
     net = AgeCNN(widths=cfg.widths).to(memory_format=torch.channels_last_3d)
     if cfg.init_weights:
         from safetensors.torch import load_file
@@ -199,27 +216,25 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
                 use = torch.rand(len(idx), generator=gen) < cfg.degraded_prob
                 xb = torch.where(use.view(-1, 1, 1, 1, 1), X_deg[idx], xb)
             target = soft_labels(y[idx], cfg.sigma)
-            if not X_copies:
+            if not partner_sets:
                 xb = _augment_cnn(xb, gen, cfg.max_shift).contiguous(memory_format=torch.channels_last_3d)
                 logits, emb = forward(xb)
                 loss = F.kl_div(logits.log_softmax(-1), target, reduction="batchmean")
                 site = is_ixi[idx].float()
-            else:       # the scan and an acquisition copy: both the right age, and the same age
-                if len(X_copies) == 1:
-                    partner = X_copies[0][idx]
-                else:
-                    kind = torch.randint(len(X_copies), (len(idx),), generator=gen)
-                    partner = torch.stack([X_copies[int(k)][i] for k, i in zip(kind, idx)])
-                xb, xg = _augment_cnn(xb, gen, cfg.max_shift, partner=partner)
-                both, emb = forward(torch.cat([xb, xg]).contiguous(memory_format=torch.channels_last_3d))
-                logits, logits_g = both[:len(idx)], both[len(idx):]
-                site = is_ixi[idx].float().repeat(2)
-                loss = 0.5 * (F.kl_div(logits.log_softmax(-1), target, reduction="batchmean")
-                              + F.kl_div(logits_g.log_softmax(-1), target, reduction="batchmean"))
-                gap = (expected_age(logits) - expected_age(logits_g)).pow(2)
-                if cfg.consistency_ixi_weight != 1.0:
-                    gap = gap * torch.where(is_ixi[idx], cfg.consistency_ixi_weight, 1.0)
-                loss = loss + cfg.contrast_consistency * gap.mean()
+            else:       # the scan and its acquisition copies: each the right age, and the same age
+                partners = [_draw_partner(copies, idx, gen) for copies in partner_sets]
+                xb, xgs = _augment_cnn(xb, gen, cfg.max_shift, partner=partners)
+                n = len(idx)
+                every, emb = forward(torch.cat([xb, *xgs]).contiguous(memory_format=torch.channels_last_3d))
+                logits = every[:n]
+                site = is_ixi[idx].float().repeat(1 + len(xgs))
+                loss = sum(F.kl_div(every[k * n:(k + 1) * n].log_softmax(-1), target, reduction="batchmean")
+                           for k in range(1 + len(xgs))) / (1 + len(xgs))
+                for k in range(1, 1 + len(xgs)):
+                    gap = (expected_age(logits) - expected_age(every[k * n:(k + 1) * n])).pow(2)
+                    if cfg.consistency_ixi_weight != 1.0:
+                        gap = gap * torch.where(is_ixi[idx], cfg.consistency_ixi_weight, 1.0)
+                    loss = loss + cfg.contrast_consistency * gap.mean()
             if site_head is not None:      # the classifier learns the site; the features unlearn it
                 site_logit = site_head(_GradientReversal.apply(emb, 1.0)).squeeze(-1)
                 site_loss = F.binary_cross_entropy_with_logits(site_logit, site, pos_weight=site_weight)
