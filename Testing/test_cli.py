@@ -123,6 +123,7 @@ def test_all_good_exit_zero_and_summary(tmp_path):
                                   ("train-cnn", "--sites", "camcan", "--site-adversarial", "0.3"),
                                   ("train-cnn", "--second-copies", "thick"),
                                   ("train-cnn", "--contrast-consistency", "0.01", "--second-copies", "blur"),
+                                  ("train-cnn", "--contrast-consistency", "0.01", "--second-anchored"),
                                   ("train-age-model", "--select", "test")])
 def test_bad_arguments_exit_two(args):
     proc = run_cli(*args)

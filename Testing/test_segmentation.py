@@ -251,6 +251,30 @@ def test_cnn_augmentation_gives_every_partner_of_a_scan_the_same_draw():
     assert torch.equal(one, a) and torch.equal(b1, b)   # a second partner draws nothing more
 
 
+def test_loss_with_partners_one_partner_is_the_shipped_loss_and_an_anchored_one_leaves_the_scan():
+    import torch.nn.functional as F
+    from BrainAgeLib.cnn import expected_age, soft_labels
+    from BrainAgeLib.training.cnn import loss_with_partners
+    gen = torch.Generator().manual_seed(1)
+    n, bins = 4, soft_labels(torch.tensor([30.0]), 1.0).shape[-1]
+    target = soft_labels(torch.tensor([25.0, 40.0, 61.0, 77.0]), 1.0)
+    scan, first, thick = (torch.randn(n, bins, generator=gen, requires_grad=True) for _ in range(3))
+    one = loss_with_partners(torch.cat([scan, first]), target, [0.01])
+    shipped = 0.5 * (F.kl_div(scan.log_softmax(-1), target, reduction="batchmean")
+                     + F.kl_div(first.log_softmax(-1), target, reduction="batchmean")) \
+        + 0.01 * (expected_age(scan) - expected_age(first)).pow(2).mean()
+    assert torch.allclose(one, shipped)
+    # the anchored thick partner: no age loss of its own, and its difference moves only itself
+    thick_gap = loss_with_partners(torch.cat([scan, first, thick]), target, [0.0, 0.05], anchored=True) \
+        - loss_with_partners(torch.cat([scan, first, thick]), target, [0.0, 0.0], anchored=True)
+    assert thick_gap.item() > 0
+    g_scan, g_thick = torch.autograd.grad(thick_gap, [scan, thick])
+    assert torch.count_nonzero(g_scan) == 0 and torch.count_nonzero(g_thick) > 0
+    both = loss_with_partners(torch.cat([scan, first, thick]), target, [0.0, 0.0], anchored=False)
+    assert not torch.allclose(both, loss_with_partners(torch.cat([scan, first, thick]), target, [0.0, 0.0],
+                                                       anchored=True))   # the thick age loss counts
+
+
 @pytest.mark.parametrize("rule, v_final, v_ema, expected", [
     ("best", 6.4, 12.8, "final"), ("best", 5.4, 5.2, "ema"), ("best", 5.0, 5.0, "ema"),
     ("ema", 6.4, 12.8, "ema"), ("final", 5.4, 5.2, "final")])

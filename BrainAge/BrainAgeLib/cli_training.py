@@ -64,11 +64,14 @@ def cmd_train_cnn(args) -> int:
         raise ArgumentError("--site-adversarial needs both sites (--sites camcan,ixi)")
     if args.second_copies and args.contrast_consistency <= 0:
         raise ArgumentError("--second-copies needs --contrast-consistency above 0")
+    if (args.second_anchored or args.second_weight is not None) and not args.second_copies:
+        raise ArgumentError("--second-anchored and --second-weight need --second-copies")
     cfg = CNNConfig(epochs=args.epochs, seed=args.seed, threads=args.threads, lr=args.lr,
                     init_weights=args.init, sites=_sites(args.sites),
                     contrast_consistency=args.contrast_consistency, consistency_copies=_copies(args.copies),
                     consistency_copies_second=(_copies(args.second_copies, "--second-copies")
                                                if args.second_copies else ()),
+                    consistency_second_anchored=args.second_anchored, consistency_second_weight=args.second_weight,
                     consistency_ixi_weight=args.consistency_ixi_weight, export=args.export,
                     site_adversarial=args.site_adversarial)
     weights = train_cnn(Path(args.data) / "camcan", args.out, cfg, cache_path=args.cache,
@@ -280,6 +283,11 @@ def add_training_commands(sub) -> None:
     tc.add_argument("--second-copies", default=None, metavar="KINDS",
                     help="a second consistency partner of every sample, from these kinds of copy "
                          "(comma-separated, one drawn at random), beside the --copies one; default: none")
+    tc.add_argument("--second-anchored", action="store_true",
+                    help="the second partner only learns to read as its scan does (the scan's age held fixed, "
+                         "no age loss of its own); default: it learns as the --copies partner does")
+    tc.add_argument("--second-weight", type=float, default=None, metavar="WEIGHT",
+                    help="weight of the second partner's age difference (years²); default: --contrast-consistency")
     tc.add_argument("--consistency-ixi-weight", type=float, default=1.0, metavar="FACTOR",
                     help="the consistency term of IXI subjects counts FACTOR times (default 1)")
     tc.add_argument("--site-adversarial", type=float, default=0.0, metavar="WEIGHT",

@@ -41,6 +41,11 @@ class CNNConfig:
                                        # sample's partner is one of them, drawn at random
     consistency_copies_second: tuple[str, ...] = ()   # kinds of a second partner of every sample
                                        # (one drawn at random when several); (): one partner only
+    consistency_second_anchored: bool = False   # the second partner only learns to read as its scan
+                                       # does (the scan's age held fixed, no age loss of its own);
+                                       # False: it learns as the first does (age loss and consistency)
+    consistency_second_weight: float | None = None   # weight of the second partner's age difference
+                                       # (years²); None: contrast_consistency
     consistency_ixi_weight: float = 1.0  # the consistency term of IXI subjects counts this many times
     site_adversarial: float = 0.0   # weight of a site classifier on the pooled features, trained
                                     # through gradient reversal (DANN): features that do not tell
@@ -116,6 +121,28 @@ def _augment_cnn(x: torch.Tensor, gen: torch.Generator, max_shift: int,
     if partner is None:
         return out
     return out, (outs if many else outs[0])
+
+
+def loss_with_partners(logits: torch.Tensor, target: torch.Tensor, weights: list[float],
+                       anchored: bool = False, gap_factor: torch.Tensor | None = None) -> torch.Tensor:
+    """B's loss on a batch of n scans and their consistency partners, ``logits`` stacked as
+    (scans, first partners, second partners...), each n rows: the mean age loss (KL to the soft
+    labels ``target``) of the scans and partners, plus ``weights[k]`` times the mean squared
+    difference (years²) between each scan's expected age and its k-th partner's (times
+    ``gap_factor`` per scan, when given). ``anchored``: the last partner has no age loss and its
+    difference leaves the scan's age fixed (it learns to read as the scan does)."""
+    from ..cnn import expected_age
+    n = target.shape[0]
+    parts = [logits[k * n:(k + 1) * n] for k in range(logits.shape[0] // n)]
+    learn = len(parts) - 1 if anchored else len(parts)
+    loss = sum(F.kl_div(p.log_softmax(-1), target, reduction="batchmean") for p in parts[:learn]) / learn
+    age = expected_age(parts[0])
+    for k, (p, weight) in enumerate(zip(parts[1:], weights), start=1):
+        gap = ((age.detach() if k >= learn else age) - expected_age(p)).pow(2)
+        if gap_factor is not None:
+            gap = gap * gap_factor
+        loss = loss + weight * gap.mean()
+    return loss
 
 
 def _draw_partner(copies: list[torch.Tensor], idx, gen: torch.Generator) -> torch.Tensor:
@@ -228,13 +255,13 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
                 every, emb = forward(torch.cat([xb, *xgs]).contiguous(memory_format=torch.channels_last_3d))
                 logits = every[:n]
                 site = is_ixi[idx].float().repeat(1 + len(xgs))
-                loss = sum(F.kl_div(every[k * n:(k + 1) * n].log_softmax(-1), target, reduction="batchmean")
-                           for k in range(1 + len(xgs))) / (1 + len(xgs))
-                for k in range(1, 1 + len(xgs)):
-                    gap = (expected_age(logits) - expected_age(every[k * n:(k + 1) * n])).pow(2)
-                    if cfg.consistency_ixi_weight != 1.0:
-                        gap = gap * torch.where(is_ixi[idx], cfg.consistency_ixi_weight, 1.0)
-                    loss = loss + cfg.contrast_consistency * gap.mean()
+                second = cfg.contrast_consistency if cfg.consistency_second_weight is None \
+                    else cfg.consistency_second_weight
+                loss = loss_with_partners(
+                    every, target, [cfg.contrast_consistency, second][:len(xgs)],
+                    anchored=len(xgs) > 1 and cfg.consistency_second_anchored,
+                    gap_factor=None if cfg.consistency_ixi_weight == 1.0
+                    else torch.where(is_ixi[idx], cfg.consistency_ixi_weight, 1.0))
             if site_head is not None:      # the classifier learns the site; the features unlearn it
                 site_logit = site_head(_GradientReversal.apply(emb, 1.0)).squeeze(-1)
                 site_loss = F.binary_cross_entropy_with_logits(site_logit, site, pos_weight=site_weight)
