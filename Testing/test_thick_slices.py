@@ -214,9 +214,10 @@ def test_a_measurement_records_the_uncorrected_ages(image, tmp_path):
     and B's uncorrected ages and the usual ensemble, which the shipped lines map onto the age
     that predict gives the same copy."""
     from BrainAgeLib.regression import thick_slice_age
-    from BrainAgeLib.training.thick_slices import measure_thick_slices
-    rows = measure_thick_slices([{"set": "ixi", "subject_id": "IXI013", "age": 0.0, "image": T1}],
-                                tmp_path / "m.csv", log=lambda m: None, acquisitions=[("coronal", 5.0)])
+    from BrainAgeLib.training.thick_slices import measure_thick_slices, read_thick_slices
+    subject = {"set": "ixi", "subject_id": "IXI013", "age": 0.0, "image": T1}
+    rows = measure_thick_slices([subject], tmp_path / "m.csv", log=lambda m: None, acquisitions=[("coronal", 5.0)],
+                                arrays_dir=tmp_path / "arrays")
     doc = models.load_thick_slice_weights()
     r = predict(degrade.thick_slices(image, 5.0, "coronal"), device="cpu")
     details = r.age_details["thick_slices"]
@@ -227,6 +228,14 @@ def test_a_measurement_records_the_uncorrected_ages(image, tmp_path):
     assert thick_slice_age(rows[0]["volumes"], rows[0]["cnn"], 5.0, fit, doc["applies_above_mm"]) == \
         pytest.approx(r.predicted_age, abs=0.01)
     assert abs(r.predicted_age - details["usual_ensemble"]) > 0.5        # the correction is not a no-op
+    # the kept model-space arrays give the same ages without running the scan again (float16 maps)
+    again = read_thick_slices([subject], tmp_path / "arrays", acquisitions=[("coronal", 5.0)], log=lambda m: None)
+    for column in ("volumes", "cnn", "ensemble"):
+        assert again[0][column] == pytest.approx(rows[0][column], abs=0.05)
+    stamp = tmp_path / "arrays" / "arrays_models.json"
+    stamp.write_text(json.dumps({**json.loads(stamp.read_text()), "resunet.safetensors": "0" * 64}))
+    with pytest.raises(ValueError, match="another ResUNet"):      # maps of another network are not read
+        read_thick_slices([subject], tmp_path / "arrays", acquisitions=[("coronal", 5.0)], log=lambda m: None)
 
 
 def test_ixi_heads_for_the_fit_are_the_age_models_validation_draw(tmp_path):

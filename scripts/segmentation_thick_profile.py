@@ -133,24 +133,9 @@ def leave_one_out_after_lines(rows: list[dict], cnn_column: str, models_folder: 
 
 
 def age_readers(models_folder: Path):
-    """``(a_age(prob), b_age(image, prob))``: approach A's and B's bias-corrected ages (years) from
-    model-space arrays, with the age models of ``models_folder`` (as ``regression.predict_ages``
-    reads them, before any thick-slice line)."""
-    import torch
-    from BrainAgeLib.cnn import cnn_input, predict_age
-    from BrainAgeLib.regression import AgeBiasCorrection, _load_age_model, _load_cnn, volume_features
-    m = _load_age_model(str(models_folder))
-    reg, net = m["_volumes"], _load_cnn(str(models_folder))
-    bias_a, bias_b = AgeBiasCorrection(**m["volumes"]["bias"]), AgeBiasCorrection(**m["cnn"]["bias"])
-
-    def a_age(prob):
-        return float(bias_a(reg.predict(volume_features(prob, reg.cell)[None])[0]))
-
-    def b_age(image, prob):
-        with torch.inference_mode():
-            x = torch.from_numpy(cnn_input(image, prob))[None]
-            return float(bias_b(float(predict_age(net, x, mirror=m["cnn"].get("mirror", False))[0])))
-    return a_age, b_age
+    """A's and B's age readers of ``models_folder`` (:func:`~BrainAgeLib.training.thick_slices.model_space_age_readers`)."""
+    from BrainAgeLib.training.thick_slices import model_space_age_readers
+    return model_space_age_readers(models_folder)
 
 
 def analyse(arrays: dict, models_folder: Path, channel_swaps: bool) -> list[dict]:

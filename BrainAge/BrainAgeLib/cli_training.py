@@ -145,6 +145,7 @@ def cmd_train_thick_slice_weights(args) -> int:
     from .training.thick_slices import train_thick_slice_weights
     path = train_thick_slice_weights(args.data, args.out, n_subjects=args.n, n_ixi=args.n_ixi,
                                      measured_csv=args.from_csv, resume=args.resume,
+                                     arrays_dir=args.from_arrays or args.arrays, from_arrays=bool(args.from_arrays),
                                      log=lambda m: print(m, flush=True))
     print(f"wrote {path}")
     if args.ship:
@@ -371,6 +372,11 @@ def add_training_commands(sub) -> None:
                     "20 in all, the default), youngest first")
     tw.add_argument("--from-csv", metavar="CSV", help="refit from an earlier run's thick_slices.csv "
                     "(the same models) instead of measuring again (~1.5 min a subject on 2 cores)")
+    tw.add_argument("--arrays", metavar="DIR", help="also keep each scan's model-space T1 and tissue "
+                    "probabilities in DIR (~5 MB a scan), for --from-arrays")
+    tw.add_argument("--from-arrays", metavar="DIR", help="read the ages of the age models in use from the "
+                    "arrays an earlier --arrays run kept (same ResUNet and template) instead of running the scans "
+                    "again: minutes, for a retrained A or B")
     tw.add_argument("--resume", action="store_true", help="keep the subjects that OUT/thick_slices.csv "
                     "already holds in full (measured with the same models, or refused) and measure the rest")
     es = sub.add_parser("evaluate-sites", help="leave-one-site-out ages, calibration to a new site "

@@ -90,17 +90,26 @@ def bootstrap_ci95(per_subject: np.ndarray, n_boot: int, rng: np.random.Generato
 
 
 def measure_thick_slices(subjects: list[dict], out_csv, log: Callable[[str], None] = print,
-                         acquisitions: list[tuple[str, float]] | None = None, resume: bool = False) -> list[dict]:
+                         acquisitions: list[tuple[str, float]] | None = None, resume: bool = False,
+                         arrays_dir=None) -> list[dict]:
     """The shipped models' ensemble, A and B ages (years) of each subject's clean scan and of
     its thick-slice copies (:func:`~BrainAgeLib.degrade.thick_slices`, every orientation and
     thickness), uncorrected, and the ensemble with its usual weight (whatever thick-slice
     corrections are shipped); one CSV row each, written as it goes. ``resume``: the subjects
     that ``out_csv`` already holds with every acquisition are kept as they are and not measured
     again (a subject cut off half-way is measured anew), so that a run of hours can stop and go
-    on; the caller makes sure they were measured with the same models."""
+    on; the caller makes sure they were measured with the same models. ``arrays_dir``: each scan's
+    model-space T1 and tissue probabilities are also kept there (float16, :func:`array_path`), from
+    which :func:`read_thick_slices` reads other age models' ages without running a scan again."""
     from .. import degrade, pipeline
     from ..io import read_image
     acquisitions = acquisitions or ACQUISITIONS
+    if arrays_dir is not None:
+        Path(arrays_dir).mkdir(parents=True, exist_ok=True)
+        stamp, now = Path(arrays_dir) / "arrays_models.json", _arrays_fingerprint()
+        if stamp.exists() and json.loads(stamp.read_text()) != now:
+            raise ValueError(f"{arrays_dir} holds the maps of another ResUNet or template; keep them elsewhere")
+        stamp.write_text(json.dumps(now, indent=1) + "\n")
     kept: list[dict] = []
     if resume and Path(out_csv).exists():
         with open(out_csv, newline="", encoding="utf-8") as f:
@@ -121,6 +130,8 @@ def measure_thick_slices(subjects: list[dict], out_csv, log: Callable[[str], Non
             for orientation, mm in acquisitions:
                 scan = image if orientation == "clean" else degrade.thick_slices(image, mm, orientation)
                 r = pipeline.predict(scan, device="cpu")
+                if arrays_dir is not None:
+                    save_model_space_arrays(r, array_path(arrays_dir, s, orientation, mm))
                 shipped = r.age_details.get("thick_slices", {})   # what the shipped correction changed
                 row = {"set": s["set"], "subject_id": s["subject_id"], "age": s["age"],
                        "orientation": orientation, "thickness_mm": mm,
@@ -143,6 +154,83 @@ def models_fingerprint() -> dict[str, str]:
     from .. import models
     files = models.read_manifest()["files"]
     return {name: files[name]["sha256"] for name in MEASURED_WITH}
+
+
+ARRAYS_MEASURED_WITH = ("resunet.safetensors", "template_T1.nii.gz")
+
+
+def _arrays_fingerprint() -> dict[str, str]:
+    """The SHA256 of the model files that stored model-space arrays depend on."""
+    from .. import models
+    files = models.read_manifest()["files"]
+    return {name: files[name]["sha256"] for name in ARRAYS_MEASURED_WITH}
+
+
+def array_path(arrays_dir, subject: dict, orientation: str, mm: float) -> Path:
+    """Where :func:`measure_thick_slices` keeps a scan's model-space arrays."""
+    return Path(arrays_dir) / f"{subject['set']}_{subject['subject_id']}_{orientation}{float(mm):g}.npz"
+
+
+def save_model_space_arrays(result, path) -> None:
+    """A prediction's model-space T1 and tissue probabilities (float16), what A and B read."""
+    import SimpleITK as sitk
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, image=sitk.GetArrayFromImage(result.model_space_image).astype(np.float16),
+                        prob=result.model_space_probabilities.astype(np.float16))
+
+
+def model_space_age_readers(models_folder=None):
+    """``(a_age(prob), b_age(image, prob))``: approach A's and B's bias-corrected ages (years) from
+    model-space arrays, with the age models of ``models_folder`` (default: the one in use), as
+    :func:`~BrainAgeLib.regression.predict_ages` reads them before any thick-slice line."""
+    import torch
+    from .. import models
+    from ..cnn import cnn_input, predict_age
+    from ..regression import AgeBiasCorrection, _load_age_model, _load_cnn, volume_features
+    folder = str(models_folder or models.models_dir())
+    m = _load_age_model(folder)
+    reg, net = m["_volumes"], _load_cnn(folder)
+    bias_a, bias_b = AgeBiasCorrection(**m["volumes"]["bias"]), AgeBiasCorrection(**m["cnn"]["bias"])
+
+    def a_age(prob: np.ndarray) -> float:
+        return float(bias_a(reg.predict(volume_features(prob, reg.cell)[None])[0]))
+
+    def b_age(image: np.ndarray, prob: np.ndarray) -> float:
+        with torch.inference_mode():
+            x = torch.from_numpy(cnn_input(image, prob))[None]
+            return float(bias_b(float(predict_age(net, x, mirror=m["cnn"].get("mirror", False))[0])))
+    return a_age, b_age
+
+
+def read_thick_slices(subjects: list[dict], arrays_dir, acquisitions: list[tuple[str, float]] | None = None,
+                      log: Callable[[str], None] = print) -> list[dict]:
+    """:func:`measure_thick_slices`' rows for the age models in use, read from the model-space
+    arrays that an earlier measurement kept (``arrays_dir``; the same ResUNet and template,
+    ``arrays_models.json``) instead of running every scan again: minutes instead of hours, for
+    age models (A, B) trained anew. ``qc`` is left empty (it was not run)."""
+    from .. import models
+    stamp = Path(arrays_dir) / "arrays_models.json"
+    kept = json.loads(stamp.read_text()) if stamp.exists() else None
+    if kept != _arrays_fingerprint():
+        raise ValueError(f"{arrays_dir} holds the maps of another ResUNet or template ({stamp.name}: {kept}); "
+                         "measure again with --arrays")
+    acquisitions = acquisitions or ACQUISITIONS
+    missing = [str(array_path(arrays_dir, s, o, mm)) for s in subjects for o, mm in acquisitions
+               if not array_path(arrays_dir, s, o, mm).exists()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} scans have no stored arrays, e.g. {missing[0]}")
+    a_age, b_age = model_space_age_readers()
+    age_model = json.loads((models.models_dir() / "age_model.json").read_text())
+    rows, t0 = [], time.time()
+    for s in subjects:
+        for orientation, mm in acquisitions:
+            with np.load(array_path(arrays_dir, s, orientation, mm)) as z:
+                prob, image = z["prob"].astype(np.float32), z["image"].astype(np.float32)
+            rows.append({"set": s["set"], "subject_id": s["subject_id"], "age": s["age"],
+                         "orientation": orientation, "thickness_mm": mm, "volumes": round(a_age(prob), 3),
+                         "cnn": round(b_age(image, prob), 3), "qc": ""})
+    log(f"{len(rows)} scans of {len(subjects)} subjects read from {arrays_dir} ({time.time() - t0:.0f} s)")
+    return usual_ensemble_column(rows, age_model)
 
 
 def usual_ensemble_column(rows: list[dict], age_model: dict) -> list[dict]:
@@ -238,8 +326,8 @@ def fit_thick_slice_weights(rows: list[dict], n_boot: int = 5000, seed: int = 0)
 
 
 def train_thick_slice_weights(data_dir, out_dir, n_subjects: int = 52, n_ixi: int | None = None,
-                              measured_csv=None, resume: bool = False,
-                              log: Callable[[str], None] = print) -> Path:
+                              measured_csv=None, resume: bool = False, arrays_dir=None,
+                              from_arrays: bool = False, log: Callable[[str], None] = print) -> Path:
     """Measure (:func:`measure_thick_slices`; the Cam-CAN subjects of :func:`held_out_subjects` and
     the IXI heads of :func:`held_out_ixi_subjects`, ``n_ixi`` of them, all by default) and fit
     (:func:`fit_thick_slice_weights`); writes
@@ -248,7 +336,9 @@ def train_thick_slice_weights(data_dir, out_dir, n_subjects: int = 52, n_ixi: in
     ``measured_csv``: refit from an earlier measurement of the same models instead (its rows).
     ``resume``: keep the subjects that ``out_dir``'s ``thick_slices.csv`` already holds in full, if
     it was measured with the same models (``thick_slices_models.json``: :func:`models_fingerprint`),
-    and measure only the others (~1.5 min a subject on 2 cores: 87 s on 2026-11-28)."""
+    and measure only the others (~1.5 min a subject on 2 cores: 87 s on 2026-11-28).
+    ``arrays_dir``: keep each scan's model-space arrays there while measuring; with
+    ``from_arrays``, read the ages from them instead (:func:`read_thick_slices`)."""
     from .. import models
     from ..qc import MAX_SLICE_MM
     out = Path(out_dir)
@@ -270,6 +360,16 @@ def train_thick_slice_weights(data_dir, out_dir, n_subjects: int = 52, n_ixi: in
         subjects = [{"set": k.split(":")[0], "subject_id": k.split(":")[1]}
                     for k in dict.fromkeys(f"{r['set']}:{r['subject_id']}" for r in rows)]
         log(f"{measured_csv}: {len(rows)} scans of {len(subjects)} subjects")
+    elif from_arrays:
+        if arrays_dir is None:
+            raise ValueError("from_arrays needs arrays_dir")
+        subjects = held_out_subjects(data_dir, n_subjects) + held_out_ixi_subjects(data_dir, n_ixi)
+        rows = read_thick_slices(subjects, arrays_dir, log=log)
+        (out / "thick_slices_models.json").write_text(json.dumps(models_fingerprint(), indent=1) + "\n")
+        with open(out / "thick_slices.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows({k: r[k] for k in COLUMNS} for r in rows)
     else:
         stamp, fingerprint = out / "thick_slices_models.json", models_fingerprint()
         if resume and (out / "thick_slices.csv").exists():
@@ -279,7 +379,7 @@ def train_thick_slice_weights(data_dir, out_dir, n_subjects: int = 52, n_ixi: in
                                  f"({stamp.name}: {earlier}); measure into another --out, or remove it")
         subjects = held_out_subjects(data_dir, n_subjects) + held_out_ixi_subjects(data_dir, n_ixi)
         stamp.write_text(json.dumps(fingerprint, indent=1) + "\n")
-        rows = measure_thick_slices(subjects, out / "thick_slices.csv", log, resume=resume)
+        rows = measure_thick_slices(subjects, out / "thick_slices.csv", log, resume=resume, arrays_dir=arrays_dir)
     fit = fit_thick_slice_weights(rows)
     for o, v in fit.items():
         log(f"{o}: at {v['thicknesses_mm']} mm, A's slopes {v['slopes_volumes']} intercepts {v['intercepts_volumes']}, "
