@@ -124,6 +124,7 @@ def test_all_good_exit_zero_and_summary(tmp_path):
                                   ("train-cnn", "--second-copies", "thick"),
                                   ("train-cnn", "--contrast-consistency", "0.01", "--second-copies", "blur"),
                                   ("train-cnn", "--contrast-consistency", "0.01", "--second-anchored"),
+                                  ("train-thick-slice-weights", "--from-arrays", "a", "--resume"),
                                   ("train-age-model", "--select", "test")])
 def test_bad_arguments_exit_two(args):
     proc = run_cli(*args)

@@ -142,7 +142,10 @@ def cmd_train_age_model(args) -> int:
 
 
 def cmd_train_thick_slice_weights(args) -> int:
+    from .cli import ArgumentError
     from .training.thick_slices import train_thick_slice_weights
+    if args.from_arrays and (args.from_csv or args.resume or args.arrays):
+        raise ArgumentError("--from-arrays reads stored maps: not with --from-csv, --resume or --arrays")
     path = train_thick_slice_weights(args.data, args.out, n_subjects=args.n, n_ixi=args.n_ixi,
                                      measured_csv=args.from_csv, resume=args.resume,
                                      arrays_dir=args.from_arrays or args.arrays, from_arrays=bool(args.from_arrays),
