@@ -173,15 +173,18 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
     y = torch.from_numpy(feats["age"].astype(np.float32))
     is_ixi = torch.from_numpy(np.asarray(feats["site"]) == "ixi")
     partner_sets = []       # per partner of a sample: the copies it is drawn from
+    second = cfg.contrast_consistency if cfg.consistency_second_weight is None else cfg.consistency_second_weight
     if cfg.contrast_consistency > 0:
         from .features import COPY_SUFFIX, acquisition_copies
-        for kinds in (cfg.consistency_copies, cfg.consistency_copies_second):
+        for kinds, weight in ((cfg.consistency_copies, cfg.contrast_consistency),
+                              (cfg.consistency_copies_second, second)):
             if not kinds:
                 continue
             partner_sets.append([torch.from_numpy(acquisition_copies(
                 data_dir, feats, cache_path or out / "features.npz", kind, log=log)[
                 "cnn" + COPY_SUFFIX[kind]].astype(np.float32)) for kind in kinds])
-            log(f"consistency {cfg.contrast_consistency} with each subject's {' or '.join(kinds)} copy")
+            log(f"consistency {weight} with each subject's {' or '.join(kinds)} copy"
+                + (" (anchored)" if cfg.consistency_second_anchored and len(partner_sets) == 2 else ""))
     net = AgeCNN(widths=cfg.widths).to(memory_format=torch.channels_last_3d)
     if cfg.init_weights:
         from safetensors.torch import load_file
@@ -255,8 +258,6 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
                 every, emb = forward(torch.cat([xb, *xgs]).contiguous(memory_format=torch.channels_last_3d))
                 logits = every[:n]
                 site = is_ixi[idx].float().repeat(1 + len(xgs))
-                second = cfg.contrast_consistency if cfg.consistency_second_weight is None \
-                    else cfg.consistency_second_weight
                 loss = loss_with_partners(
                     every, target, [cfg.contrast_consistency, second][:len(xgs)],
                     anchored=len(xgs) > 1 and cfg.consistency_second_anchored,
