@@ -106,7 +106,7 @@ def measure_thick_slices(subjects: list[dict], out_csv, log: Callable[[str], Non
     acquisitions = acquisitions or ACQUISITIONS
     if arrays_dir is not None:
         Path(arrays_dir).mkdir(parents=True, exist_ok=True)
-        stamp, now = Path(arrays_dir) / "arrays_models.json", _arrays_fingerprint()
+        stamp, now = Path(arrays_dir) / "arrays_models.json", models_fingerprint(ARRAYS_MEASURED_WITH)
         if stamp.exists() and json.loads(stamp.read_text()) != now:
             raise ValueError(f"{arrays_dir} holds the maps of another ResUNet or template; keep them elsewhere")
         stamp.write_text(json.dumps(now, indent=1) + "\n")
@@ -148,22 +148,15 @@ def measure_thick_slices(subjects: list[dict], out_csv, log: Callable[[str], Non
 MEASURED_WITH = ("resunet.safetensors", "template_T1.nii.gz", "age_model.json", "age_cnn.safetensors")
 
 
-def models_fingerprint() -> dict[str, str]:
-    """The SHA256 of the model files that a thick-slice measurement's ages depend on (those in
-    :data:`MEASURED_WITH`, from the manifest of the models folder in use)."""
+def models_fingerprint(names: tuple[str, ...] = MEASURED_WITH) -> dict[str, str]:
+    """The SHA256 of the model files that a thick-slice measurement's ages depend on (``names``,
+    by default :data:`MEASURED_WITH`, from the manifest of the models folder in use)."""
     from .. import models
     files = models.read_manifest()["files"]
-    return {name: files[name]["sha256"] for name in MEASURED_WITH}
+    return {name: files[name]["sha256"] for name in names}
 
 
 ARRAYS_MEASURED_WITH = ("resunet.safetensors", "template_T1.nii.gz")
-
-
-def _arrays_fingerprint() -> dict[str, str]:
-    """The SHA256 of the model files that stored model-space arrays depend on."""
-    from .. import models
-    files = models.read_manifest()["files"]
-    return {name: files[name]["sha256"] for name in ARRAYS_MEASURED_WITH}
 
 
 def array_path(arrays_dir, subject: dict, orientation: str, mm: float) -> Path:
@@ -211,7 +204,7 @@ def read_thick_slices(subjects: list[dict], arrays_dir, acquisitions: list[tuple
     from .. import models
     stamp = Path(arrays_dir) / "arrays_models.json"
     kept = json.loads(stamp.read_text()) if stamp.exists() else None
-    if kept != _arrays_fingerprint():
+    if kept != models_fingerprint(ARRAYS_MEASURED_WITH):
         raise ValueError(f"{arrays_dir} holds the maps of another ResUNet or template ({stamp.name}: {kept}); "
                          "measure again with --arrays")
     acquisitions = acquisitions or ACQUISITIONS
@@ -325,6 +318,14 @@ def fit_thick_slice_weights(rows: list[dict], n_boot: int = 5000, seed: int = 0)
     return out
 
 
+def _write_rows(path, rows: list[dict]) -> None:
+    """A thick-slice measurement's rows as ``thick_slices.csv`` (:data:`COLUMNS`)."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: r[k] for k in COLUMNS} for r in rows)
+
+
 def train_thick_slice_weights(data_dir, out_dir, n_subjects: int = 52, n_ixi: int | None = None,
                               measured_csv=None, resume: bool = False, arrays_dir=None,
                               from_arrays: bool = False, log: Callable[[str], None] = print) -> Path:
@@ -353,10 +354,7 @@ def train_thick_slice_weights(data_dir, out_dir, n_subjects: int = 52, n_ixi: in
             f"{age_model['ensemble']['weight_volumes']:.2f}): {sum(m > 0.01 for m in moved)} of {len(rows)} "
             f"rows moved, by up to {max(moved):.2f} y")
         rows = fresh
-        with open(out / "thick_slices.csv", "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows({k: r[k] for k in COLUMNS} for r in rows)
+        _write_rows(out / "thick_slices.csv", rows)
         subjects = [{"set": k.split(":")[0], "subject_id": k.split(":")[1]}
                     for k in dict.fromkeys(f"{r['set']}:{r['subject_id']}" for r in rows)]
         log(f"{measured_csv}: {len(rows)} scans of {len(subjects)} subjects")
@@ -366,10 +364,7 @@ def train_thick_slice_weights(data_dir, out_dir, n_subjects: int = 52, n_ixi: in
         subjects = held_out_subjects(data_dir, n_subjects) + held_out_ixi_subjects(data_dir, n_ixi)
         rows = read_thick_slices(subjects, arrays_dir, log=log)
         (out / "thick_slices_models.json").write_text(json.dumps(models_fingerprint(), indent=1) + "\n")
-        with open(out / "thick_slices.csv", "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows({k: r[k] for k in COLUMNS} for r in rows)
+        _write_rows(out / "thick_slices.csv", rows)
     else:
         stamp, fingerprint = out / "thick_slices_models.json", models_fingerprint()
         if resume and (out / "thick_slices.csv").exists():
