@@ -268,7 +268,9 @@ def test_killed_batch_resumes_to_the_uninterrupted_csv(cohort):
     tmp, command = cohort["tmp"], cohort["command"]
     rng = random.Random()
     seed = rng.randrange(10**6)
-    delay = random.Random(seed).uniform(0.1, 0.85) * cohort["seconds"]
+    # at most 0.6 of the uninterrupted run: the suite runs in two processes (make test), so this
+    # run can be faster than the one it is timed against
+    delay = random.Random(seed).uniform(0.1, 0.6) * cohort["seconds"]
     out, labels = tmp / "killed.csv", tmp / "labels_killed"
     proc = start_cli(*command(out, labels))
     time.sleep(delay)
