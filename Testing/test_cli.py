@@ -148,9 +148,18 @@ def test_checksum_mismatch_names_the_file(tmp_path):
         f.write(b"9")
     with pytest.raises(models.ModelError, match="age_model.json"):
         models.verify("age_model.json", folder)
-    proc = run_cli("predict", str(FIXTURES[0]), env={"BRAINAGE_MODELS_DIR": str(folder)})
-    assert proc.returncode == 1
-    assert "checksum mismatch" in proc.stdout and "age_model.json" in proc.stdout
+    (folder / "resunet.safetensors").unlink()
+    with pytest.raises(models.ModelError, match="2 model files are damaged.*age_model.json.*resunet"):
+        models.verify_all(folder)
+    # a batch stops before its first scan, writes nothing and names every broken file
+    out = tmp_path / "r.csv"
+    proc = run_cli("predict", str(FIXTURES[0]), str(FIXTURES[1]), "-o", str(out),
+                   env={"BRAINAGE_MODELS_DIR": str(folder)})
+    assert proc.returncode == 1, proc.stderr
+    assert "checksum mismatch" in proc.stderr and "age_model.json" in proc.stderr
+    assert "model file missing" in proc.stderr and "resunet.safetensors" in proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()
+    assert models.verify_all() == sorted(models.read_manifest()["files"])     # the shipped ones
 
 
 def test_manifest_lists_every_shipped_file():

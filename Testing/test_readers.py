@@ -137,7 +137,11 @@ def _write_series(folder: Path, uid: str, description: str, n: int = 20, skip=()
 def test_dicom_folder_uses_the_only_3d_series_and_says_so(tmp_path):
     _write_series(tmp_path / "d", "1.2.3.4.5.101", "T1 MPRAGE", 20)
     _write_series(tmp_path / "d", "1.2.3.4.5.102", "localizer", 3)
+    import locale
+    locale.setlocale(locale.LC_CTYPE, "")           # GDCM's writer left the C locale
+    before = locale.setlocale(locale.LC_CTYPE)
     img, qc = read_image_qc(tmp_path / "d")
+    assert locale.setlocale(locale.LC_CTYPE) == before     # reading leaves the locale alone
     assert img.GetSize() == (32, 32, 20)
     assert len(qc) == 1 and "holds 2 series" in qc[0] and "T1 MPRAGE" in qc[0]
 
