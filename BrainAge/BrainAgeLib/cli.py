@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import models
 from .ages import match_age
 from .cli_training import add_training_commands
 from .outputs import Interrupted, catch_signals, restore_signals, signal_name
@@ -172,7 +173,6 @@ def cmd_predict(args) -> int:
                 raise ArgumentError("no input matched")
         ages = read_ages(args.ages) if args.ages else {}
         site = read_site_offset(args.site_offset) if args.site_offset else None
-        from . import models
         models.verify_all()          # a damaged installation stops here, before any output
         if args.sample and not ages:
             ages = {str(SAMPLE): SAMPLE_AGE}
@@ -264,7 +264,6 @@ def cmd_bids(args) -> int:
             return 0
         scans = bids.find_scans(args.bids_dir, args.participant_label, args.session_label,
                                 args.bids_filter_file)
-        from . import models
         models.verify_all()          # a damaged installation stops here, before any output
         out = bids.prepare_output(args.bids_dir, args.output_dir)
         options = dict(skull_stripped=True if args.skull_stripped else None, approach=args.approach,
