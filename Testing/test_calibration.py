@@ -134,3 +134,31 @@ def test_calibrate_from_real_scans_thick_slices_included():
     assert cal.has_features and cal.n == 5
     assert np.isfinite(cal.offset_se) and cal.offset_se >= 0
     assert abs(cal.offset) < 30
+
+
+def test_disagreement_limit_is_steadier_than_a_99th_percentile_of_80():
+    """The A/B limit from 80 healthy subjects: near the true 99th percentile of |A - B|, and it
+    moves less between draws of 80 than their empirical 99th percentile does."""
+    from BrainAgeLib.qc import disagreement_limit
+    rng = np.random.default_rng(0)
+    draws = rng.normal(0.0, 5.5, size=(300, 80))
+    limits = np.array([disagreement_limit(d) for d in draws])
+    p99 = np.percentile(np.abs(draws), 99, axis=1)
+    true = 2.576 * 5.5
+    assert abs(np.median(limits) - true) < 0.3
+    assert limits.std() < 0.75 * p99.std()      # normal: a third less spread (1.1 against 1.7 years)
+    assert disagreement_limit([3.0, -3.0, np.nan]) == pytest.approx(2.576 * 3.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        disagreement_limit([np.nan, 1.0])
+
+
+def test_the_stored_limit_and_older_files_p99():
+    """age_model.json since release 17 holds ``ab_disagreement_limit``; older files only the p99;
+    the shipped file holds the limit, below its validation subjects' largest difference."""
+    from BrainAgeLib import models
+    from BrainAgeLib.qc import stored_disagreement_limit
+    assert stored_disagreement_limit({"ab_disagreement_limit": 14.0, "ab_disagreement_p99": 13.5}) == 14.0
+    assert stored_disagreement_limit({"ab_disagreement_p99": 16.5}) == 16.5
+    assert stored_disagreement_limit({}) is None
+    q = json.loads(models.verify("age_model.json").read_text())["qc"]
+    assert 0 < q["ab_disagreement_limit"] < q["ab_disagreement_max"]

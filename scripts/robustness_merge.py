@@ -16,6 +16,13 @@ Release 16 (b2p's run of the 11 other conditions; the 12 thick conditions with r
     python scripts/robustness_merge.py docs/results/candidates/second_partner/robustness_non_thick/summary \
         docs/results/candidates/second_partner/release16/robustness_thick.csv docs/results/robustness_release16 --note "..."
 
+Release 17 (release 16's models with a new A/B disagreement limit, A and B unchanged): release 16's
+table with the limit re-applied (`--ab-limit`; each flagged row's qc text holds its disagreement, and
+a higher limit can only lift flags, so a lower one is refused):
+
+    python scripts/robustness_merge.py docs/results/robustness_release16 - docs/results/robustness_release17 \
+        --ab-limit 14.757 --note "..."
+
 BASE is a path without its extension when BASE.csv and BASE.json sit side by side; for a run folder
 (`robustness.csv` beside `summary.json`) give the json's path without `.json`.
 """
@@ -23,6 +30,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import sys
 
 sys.path.insert(0, "BrainAge")
@@ -34,18 +42,48 @@ def _read(path: str) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def _reapply_ab_limit(row: dict, limit: float) -> dict:
+    """The row as a run with A/B disagreement limit ``limit`` (years) would have written it: its
+    disagreement warning dropped when the recorded disagreement is within the limit, then `flagged`
+    and `silent_large_error` recomputed. Ages do not depend on the limit."""
+    warnings = [w for w in row["warnings"].split("|") if w]
+    if "ab_disagreement" not in warnings:
+        return row
+    ab = re.search(r"the two age models disagree by ([\d.]+) years \(healthy scans: < ([\d.]+)\): "
+                   r"the age is uncertain; check the image and the segmentation", row["qc"])
+    value, old_limit = float(ab.group(1)), float(ab.group(2))
+    if limit < old_limit:
+        sys.exit(f"--ab-limit {limit} is below the run's own {old_limit}: unflagged rows do not record "
+                 "their disagreement, so rerun evaluate-robustness")
+    if abs(value - limit) <= 0.05:    # the text rounds to 0.1 year
+        sys.exit(f"{row['subject_id']} {row['condition']}: disagreement {value} is too close to {limit} "
+                 "to tell from the rounded text: rerun evaluate-robustness")
+    if value > limit:
+        return {**row, "qc": row["qc"].replace(f"< {ab.group(2)})", f"< {limit:.1f})")}
+    others = [m for m in (row["qc"][:ab.start()], row["qc"][ab.end():]) if m.strip(";")]
+    row = {**row, "warnings": "|".join(w for w in warnings if w != "ab_disagreement"),
+           "qc": ";".join(m.strip(";") for m in others) or "ok"}
+    row["flagged"] = str(row["qc"] != "ok")
+    row["silent_large_error"] = str(row["qc"] == "ok" and abs(float(row["age_change"])) > 5.0)
+    return row
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("base", help="base run: BASE.json and BASE.csv (or robustness.csv in BASE's folder)")
-    p.add_argument("new", help="robustness.csv of the run whose conditions replace or join the base's")
+    p.add_argument("new", help="robustness.csv of the run whose conditions replace or join the base's "
+                               "(- for none)")
     p.add_argument("out", help="output prefix: OUT.csv and OUT.json")
     p.add_argument("--prefix", default="thick", help="conditions taken from NEW: those starting with this")
+    p.add_argument("--ab-limit", type=float, help="re-apply this A/B disagreement limit (years; not below "
+                                                   "the run's own)")
     p.add_argument("--note", required=True, help="what the table is, for OUT.json's settings")
     a = p.parse_args()
     base_csv = a.base + ".csv"
     if not os.path.exists(base_csv):
         base_csv = os.path.join(os.path.dirname(a.base), "robustness.csv")
-    old, new = _read(base_csv), _read(a.new)
+    old = _read(base_csv)
+    new = old if a.new == "-" else _read(a.new)
     clean_old = {r["subject_id"]: float(r["predicted_age"]) for r in old if r["condition"] == "clean"}
     clean_new = {r["subject_id"]: float(r["predicted_age"]) for r in new if r["condition"] == "clean"}
     if clean_old.keys() != clean_new.keys():
@@ -57,6 +95,8 @@ def main() -> None:
     by = {(r["subject_id"], r["condition"]): r for r in new if r["condition"].startswith(a.prefix)}
     rows = [by.pop((r["subject_id"], r["condition"]), r) for r in old]
     rows += list(by.values())
+    if a.ab_limit is not None:
+        rows = [_reapply_ab_limit(r, a.ab_limit) for r in rows]
     with open(a.out + ".csv", "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         w.writeheader()

@@ -376,9 +376,31 @@ def ood_features(prob: np.ndarray) -> np.ndarray:
     return regional_fractions(prob, OOD_CELL)
 
 
+AB_LIMIT_Z = 2.576      # two-sided 99 % of a normal distribution
+
+
+def disagreement_limit(differences) -> float:
+    """The |A − B| (years) that healthy scans pass about 1 % of the time, from their differences
+    on held-out healthy subjects: 2.576 x their root mean square (a normal model, centred on 0 since
+    both ages are bias-corrected on those subjects). Steadier than their 99th percentile, which with
+    80 subjects rests on the largest one or two (releases 15 and 16: 16.5 and 13.5 years for the same
+    spread on `test`)."""
+    d = np.asarray(differences, dtype=float)
+    d = d[np.isfinite(d)]
+    if d.size < 2:
+        raise ValueError(f"a disagreement limit needs at least 2 subjects' A - B differences, got {d.size}")
+    return float(AB_LIMIT_Z * np.sqrt(np.mean(d ** 2)))
+
+
+def stored_disagreement_limit(qc_ref: dict) -> float | None:
+    """The A/B limit (years) an ``age_model.json`` holds: ``ab_disagreement_limit`` since release 17,
+    the 99th percentile ``ab_disagreement_p99`` in older files; None when it holds neither."""
+    return qc_ref.get("ab_disagreement_limit", qc_ref.get("ab_disagreement_p99"))
+
+
 def disagreement_qc(age_volumes: float | None, age_cnn: float | None, limit: float | None) -> list[str]:
-    """A warning when approaches A and B differ by more than ``limit`` years (the 99th
-    percentile of healthy validation subjects')."""
+    """A warning when approaches A and B differ by more than ``limit`` years
+    (:func:`disagreement_limit` of healthy validation subjects)."""
     if age_volumes is None or age_cnn is None or limit is None:
         return []
     diff = age_volumes - age_cnn

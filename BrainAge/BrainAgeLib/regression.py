@@ -333,7 +333,7 @@ def predict_ages(prob: np.ndarray, image: np.ndarray, volumes_ml: dict | None = 
     ``thick_slices`` with the uncorrected A and B and the usual ensemble's age.
     """
     from . import models
-    from .qc import age_range_qc, disagreement_qc, ood_features
+    from .qc import age_range_qc, disagreement_qc, ood_features, stored_disagreement_limit
     folder = str(models.models_dir())
     m = _load_age_model(folder)
     reg = m["_volumes"]
@@ -406,7 +406,7 @@ def predict_ages(prob: np.ndarray, image: np.ndarray, volumes_ml: dict | None = 
     out["interval_halfwidths"] = {k: m[k]["interval_halfwidth"] for k in ("volumes", "cnn", "ensemble")
                                   if k in m}
     qc_ref = m.get("qc", {})
-    out["qc"] = (disagreement_qc(out["volumes"], out["cnn"], qc_ref.get("ab_disagreement_p99"))
+    out["qc"] = (disagreement_qc(out["volumes"], out["cnn"], stored_disagreement_limit(qc_ref))
                  + age_range_qc(age, qc_ref.get("age_range"), chronological_age))
     if ref is not None:
         out["qc"] += ref["_ood"].warnings(ood_features(prob))

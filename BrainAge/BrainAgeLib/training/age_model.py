@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .cnn import CNNConfig, training_partition
+from ..qc import disagreement_limit
 from .features import REGIONAL_CELLS, model_space_features
 
 
@@ -280,7 +281,8 @@ def fit_age_model(data_dir, out_dir, cache_path, cnn_weights=None, seed: int = 2
                              "interval_halfwidth": conformal_halfwidth(bias_e(pe) - yv)}
         # disagreement between A and B on healthy validation subjects (QC reference)
         gap_ab = bias_a(pa) - bias_b(pb)
-        model["qc"] = {"ab_disagreement_p99": float(np.percentile(np.abs(gap_ab), 99)),
+        model["qc"] = {"ab_disagreement_limit": disagreement_limit(gap_ab),
+                       "ab_disagreement_p99": float(np.percentile(np.abs(gap_ab), 99)),
                        "ab_disagreement_max": float(np.abs(gap_ab).max())}
         oos[va] = bias_e(pe)
         used[va] = "ensemble"
