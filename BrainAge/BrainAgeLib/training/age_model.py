@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .cnn import CNNConfig, training_partition
 from ..qc import disagreement_limit
+from .cnn import CNNConfig, training_partition
 from .features import REGIONAL_CELLS, model_space_features
 
 
