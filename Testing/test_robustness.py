@@ -359,6 +359,26 @@ def test_summary_counts_silent_large_errors_and_warning_rates():
     assert "| noise | 50 % | noise_snr10 50 %" in table
 
 
+def test_a_higher_ab_limit_lifts_only_the_warnings_within_it():
+    from BrainAgeLib.evaluation_robustness import reapply_ab_limit
+    ab = ("the two age models disagree by {:.1f} years (healthy scans: < 13.5): the age is uncertain; "
+          "check the image and the segmentation")
+    alone = {"subject_id": "a", "condition": "gamma_1.4", "age_change": "6.2", "qc": ab.format(14.1),
+             "warnings": "ab_disagreement", "flagged": "True", "silent_large_error": "False"}
+    row = reapply_ab_limit(alone, 14.76)     # 14.1 is within the new limit: now a silent large error
+    assert (row["qc"], row["warnings"], row["flagged"], row["silent_large_error"]) == ("ok", "", "False", "True")
+    both = {**alone, "qc": "noisy image;" + ab.format(14.1) + ";focal", "warnings": "ab_disagreement|focal|noise"}
+    row = reapply_ab_limit(both, 14.76)      # other warnings stay, so the row stays flagged
+    assert (row["qc"], row["warnings"], row["flagged"]) == ("noisy image;focal", "focal|noise", "True")
+    above = {**alone, "qc": ab.format(14.9)}
+    assert reapply_ab_limit(above, 14.76)["qc"] == ab.format(14.9).replace("< 13.5", "< 14.8")
+    assert reapply_ab_limit({**alone, "qc": "ok", "warnings": ""}, 14.76)["qc"] == "ok"
+    with pytest.raises(ValueError, match="rerun"):
+        reapply_ab_limit(alone, 12.0)        # lower limits would need the unflagged rows' values
+    with pytest.raises(ValueError, match="too close"):
+        reapply_ab_limit(alone, 14.12)
+
+
 def test_cli_rejects_unknown_conditions(capsys):
     from BrainAgeLib.cli import main
     with pytest.raises(SystemExit) as e:

@@ -30,42 +30,15 @@ import argparse
 import csv
 import json
 import os
-import re
 import sys
 
 sys.path.insert(0, "BrainAge")
-from BrainAgeLib.evaluation_robustness import COLUMNS, _model_versions, summarise
+from BrainAgeLib.evaluation_robustness import COLUMNS, _model_versions, reapply_ab_limit, summarise
 
 
 def _read(path: str) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
-
-
-def _reapply_ab_limit(row: dict, limit: float) -> dict:
-    """The row as a run with A/B disagreement limit ``limit`` (years) would have written it: its
-    disagreement warning dropped when the recorded disagreement is within the limit, then `flagged`
-    and `silent_large_error` recomputed. Ages do not depend on the limit."""
-    warnings = [w for w in row["warnings"].split("|") if w]
-    if "ab_disagreement" not in warnings:
-        return row
-    ab = re.search(r"the two age models disagree by ([\d.]+) years \(healthy scans: < ([\d.]+)\): "
-                   r"the age is uncertain; check the image and the segmentation", row["qc"])
-    value, old_limit = float(ab.group(1)), float(ab.group(2))
-    if limit < old_limit:
-        sys.exit(f"--ab-limit {limit} is below the run's own {old_limit}: unflagged rows do not record "
-                 "their disagreement, so rerun evaluate-robustness")
-    if abs(value - limit) <= 0.05:    # the text rounds to 0.1 year
-        sys.exit(f"{row['subject_id']} {row['condition']}: disagreement {value} is too close to {limit} "
-                 "to tell from the rounded text: rerun evaluate-robustness")
-    if value > limit:
-        return {**row, "qc": row["qc"].replace(f"< {ab.group(2)})", f"< {limit:.1f})")}
-    others = [m for m in (row["qc"][:ab.start()], row["qc"][ab.end():]) if m.strip(";")]
-    row = {**row, "warnings": "|".join(w for w in warnings if w != "ab_disagreement"),
-           "qc": ";".join(m.strip(";") for m in others) or "ok"}
-    row["flagged"] = str(row["qc"] != "ok")
-    row["silent_large_error"] = str(row["qc"] == "ok" and abs(float(row["age_change"])) > 5.0)
-    return row
 
 
 def main() -> None:
@@ -96,7 +69,10 @@ def main() -> None:
     rows = [by.pop((r["subject_id"], r["condition"]), r) for r in old]
     rows += list(by.values())
     if a.ab_limit is not None:
-        rows = [_reapply_ab_limit(r, a.ab_limit) for r in rows]
+        try:
+            rows = [reapply_ab_limit(r, a.ab_limit) for r in rows]
+        except ValueError as e:
+            sys.exit(str(e))
     with open(a.out + ".csv", "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         w.writeheader()

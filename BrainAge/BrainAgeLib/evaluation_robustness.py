@@ -164,6 +164,38 @@ def _stats(values) -> dict:
             "mean_abs": round(float(np.abs(v).mean()), 2), "max_abs": round(float(np.abs(v).max()), 2)}
 
 
+_AB_MESSAGE = re.compile(r"the two age models disagree by ([\d.]+) years \(healthy scans: < ([\d.]+)\): "
+                         r"the age is uncertain; check the image and the segmentation")
+
+
+def reapply_ab_limit(row: dict, limit: float) -> dict:
+    """A ``robustness.csv`` row as a run with A/B disagreement limit ``limit`` (years) would have
+    written it; ages do not depend on the limit. A flagged row's qc text holds its disagreement
+    (rounded to 0.1 year): within the new limit the warning is dropped and ``flagged`` and
+    ``silent_large_error`` follow. Unflagged rows do not record theirs, so a limit below the run's
+    own, or too close to a recorded value to tell, raises ValueError: rerun evaluate-robustness."""
+    warnings = [w for w in str(row.get("warnings") or "").split("|") if w]
+    if "ab_disagreement" not in warnings:
+        return row
+    ab = _AB_MESSAGE.search(row["qc"])
+    value, old_limit = float(ab.group(1)), float(ab.group(2))
+    if limit < old_limit:
+        raise ValueError(f"A/B limit {limit} is below the run's own {old_limit}: unflagged rows do not "
+                         "record their disagreement, so rerun evaluate-robustness")
+    if abs(value - limit) <= 0.05:
+        raise ValueError(f"{row['subject_id']} {row['condition']}: disagreement {value} is too close to "
+                         f"{limit} to tell from the rounded text: rerun evaluate-robustness")
+    if value > limit:
+        return {**row, "qc": row["qc"].replace(f"< {ab.group(2)})", f"< {limit:.1f})")}
+    others = [m.strip(";") for m in (row["qc"][:ab.start()], row["qc"][ab.end():]) if m.strip(";")]
+    qc = ";".join(others) or "ok"
+    as_text = isinstance(row.get("flagged"), str)
+    flagged, silent = qc != "ok", qc == "ok" and abs(float(row["age_change"])) > 5.0
+    return {**row, "qc": qc, "warnings": "|".join(w for w in warnings if w != "ab_disagreement"),
+            "flagged": str(flagged) if as_text else flagged,
+            "silent_large_error": str(silent) if as_text else silent}
+
+
 def summarise(rows: list[dict]) -> dict:
     """Per condition: share processed, age change against the clean scan (years: mean, SD, mean
     and max absolute), share flagged by QC, silent large errors (|change| > 5 years with qc "ok");
