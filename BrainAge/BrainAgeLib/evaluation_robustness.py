@@ -164,8 +164,11 @@ def _stats(values) -> dict:
             "mean_abs": round(float(np.abs(v).mean()), 2), "max_abs": round(float(np.abs(v).max()), 2)}
 
 
-_AB_MESSAGE = re.compile(r"the two age models disagree by ([\d.]+) years \(healthy scans: < ([\d.]+)\): "
-                         r"the age is uncertain; check the image and the segmentation")
+def _ab_message_pattern() -> re.Pattern:
+    """``qc.AB_MESSAGE`` as a pattern whose groups are the disagreement and the limit (years)."""
+    from .qc import AB_MESSAGE
+    number = r"([\d.]+)"
+    return re.compile(re.escape(AB_MESSAGE).replace(r"\{diff:\.1f\}", number).replace(r"\{limit:\.1f\}", number))
 
 
 def reapply_ab_limit(row: dict, limit: float) -> dict:
@@ -177,7 +180,10 @@ def reapply_ab_limit(row: dict, limit: float) -> dict:
     warnings = [w for w in str(row.get("warnings") or "").split("|") if w]
     if "ab_disagreement" not in warnings:
         return row
-    ab = _AB_MESSAGE.search(row["qc"])
+    ab = _ab_message_pattern().search(row["qc"])
+    if ab is None:
+        raise ValueError(f"{row['subject_id']} {row['condition']}: warned of A/B disagreement, but its "
+                         "qc text does not hold the message this version writes")
     value, old_limit = float(ab.group(1)), float(ab.group(2))
     if limit < old_limit:
         raise ValueError(f"A/B limit {limit} is below the run's own {old_limit}: unflagged rows do not "

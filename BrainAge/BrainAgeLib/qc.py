@@ -398,6 +398,10 @@ def stored_disagreement_limit(qc_ref: dict) -> float | None:
     return qc_ref.get("ab_disagreement_limit", qc_ref.get("ab_disagreement_p99"))
 
 
+AB_MESSAGE = ("the two age models disagree by {diff:.1f} years (healthy scans: < {limit:.1f}): "
+              "the age is uncertain; check the image and the segmentation")
+
+
 def disagreement_qc(age_volumes: float | None, age_cnn: float | None, limit: float | None) -> list[str]:
     """A warning when approaches A and B differ by more than ``limit`` years
     (:func:`disagreement_limit` of healthy validation subjects)."""
@@ -405,8 +409,7 @@ def disagreement_qc(age_volumes: float | None, age_cnn: float | None, limit: flo
         return []
     diff = age_volumes - age_cnn
     if abs(diff) > limit:
-        return [f"the two age models disagree by {abs(diff):.1f} years (healthy scans: < {limit:.1f}): "
-                "the age is uncertain; check the image and the segmentation"]
+        return [AB_MESSAGE.format(diff=abs(diff), limit=limit)]
     return []
 
 
