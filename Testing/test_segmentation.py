@@ -357,3 +357,52 @@ def test_cnn_embedding_is_what_the_age_bins_are_read_from():
     emb = net.embed(x)
     assert emb.shape == (2, 64)
     assert torch.allclose(net(x), net.out(emb))
+
+
+def test_teacher_consistency_changes_contrast_not_tissue_and_reads_only_the_brain():
+    from BrainAgeLib.training.augmentation import change_contrast
+    from BrainAgeLib.training.segmentation import teacher_consistency_loss
+    torch.manual_seed(0)
+    x, y = _phantom(2)
+    changed = [change_contrast(x) for _ in range(4)]
+    for xa in changed:
+        assert xa.shape == x.shape and (xa[x == 0] == 0).all()        # background stays 0
+        assert (xa >= 0).all() and (xa <= 2).all()
+    assert any(not torch.allclose(xa, x, atol=1e-3) for xa in changed)   # another contrast
+    assert torch.equal(x, _phantom(2)[0])                                # input not modified
+    brain = x[:, 0] > 0
+    logits = torch.randn(2, 4, *x.shape[2:])
+    teacher = logits.softmax(1)
+    assert float(teacher_consistency_loss(logits, teacher, brain)) < 1e-6
+    other = logits + torch.randn_like(logits)
+    loss = float(teacher_consistency_loss(other, teacher, brain))
+    assert loss > 0.05
+    # what the student says outside the brain does not count
+    outside = other.clone()
+    outside[:, :, ~brain[0]] += 5 * torch.randn_like(outside[:, :, ~brain[0]])
+    assert abs(float(teacher_consistency_loss(outside, teacher, brain)) - loss) < 1e-5
+    assert float(teacher_consistency_loss(other, teacher, torch.zeros_like(brain))) == 0.0
+
+
+def test_unlabelled_ixi_heads_leave_out_ixi10_and_the_cnn_validation_draw(tmp_path):
+    from BrainAgeLib.training.data import load_unlabelled_ixi
+    from BrainAgeLib.training.features import split_validation
+    ids = [f"IXI{i:03d}" for i in range(30)]
+    sets = ["ixi120"] * 25 + ["ixi10"] * 5
+    images = np.stack([np.full((3, 3, 3), i, np.float16) for i in range(30)])
+    np.savez(tmp_path / "ixi_model_space.npz", subject_id=np.array(ids), set=np.array(sets), image=images)
+    out = load_unlabelled_ixi(tmp_path / "ixi_model_space.npz", n_val_ixi=5, seed=7)
+    got = {ids[int(a[0, 0, 0])] for a in out}
+    train, val = split_validation(ids[:25], 5, 7)
+    assert got == set(train) and len(out) == 20
+    assert not got & set(val) and not got & set(ids[25:])
+
+
+def test_teacher_consistency_needs_a_teacher_and_heads(tmp_path, capsys):
+    from BrainAgeLib import cli
+    try:
+        code = cli.main(["train-segmentation", "--consistency-weight", "1", "--out", str(tmp_path / "o")])
+    except SystemExit as e:
+        code = e.code
+    assert code == 2 and "needs --init" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

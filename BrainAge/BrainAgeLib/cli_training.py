@@ -23,10 +23,15 @@ def _ship(files: dict[str, Path], info: dict) -> None:
 
 def cmd_train_segmentation(args) -> int:
     import json
+    from .cli import ArgumentError
     from .training import SegmentationConfig, train_segmentation
+    if args.consistency_weight > 0 and not (args.init and args.consistency_cache):
+        raise ArgumentError("--consistency-weight needs --init (the teacher) and --consistency-cache")
     cfg = SegmentationConfig(epochs=args.epochs, seed=args.seed, threads=args.threads, lr=args.lr,
                              p_real=args.p_real, p_synth=args.p_synth,
-                             init_weights=args.init, thick_slice_profile=args.thick_slice_profile)
+                             init_weights=args.init, thick_slice_profile=args.thick_slice_profile,
+                             consistency_cache=args.consistency_cache,
+                             consistency_weight=args.consistency_weight)
     out = Path(args.out)
     weights = train_segmentation(Path(args.data) / "camcan", out, cfg, resume=args.resume,
                                  log=lambda m: print(m, flush=True))
@@ -277,6 +282,13 @@ def add_training_commands(sub) -> None:
     ts.add_argument("--thick-slice-profile", action="store_true",
                     help="thick slices averaged over their slab, as scanners acquire them (default: "
                          "TorchIO's RandomAnisotropy alone, which keeps thin samples)")
+    ts.add_argument("--consistency-cache", metavar="NPZ",
+                    help="the feature cache's ixi_model_space.npz: unlabelled ixi120 heads (minus the "
+                         "CNN's validation draw) for the teacher-consistency term")
+    ts.add_argument("--consistency-weight", type=float, default=0.0,
+                    help="weight of the teacher-consistency term: the --init network reads each "
+                         "unlabelled crop as it is, the trained one must read it the same with "
+                         "another contrast (gamma, bias, noise); 0: off")
     tc = training("train-cnn", cmd_train_cnn, "train approach B's CNN", "runs/cnn", 60)
     tc.add_argument("--init", metavar="SAFETENSORS", help="fine-tune these weights instead of starting afresh")
     tc.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")

@@ -82,6 +82,28 @@ def acquisition_transform(spatial: bool = True, thick_slice_profile: bool = Fals
     return tio.Compose(parts)
 
 
+def contrast_transform():
+    """TorchIO transform of an image alone that changes its contrast and nothing else: gamma
+    0.67-1.5 (most crops), a bias field, a little Gaussian noise. For the teacher-consistency
+    crops of :func:`~BrainAgeLib.training.segmentation.train_segmentation`, whose target is the
+    teacher's reading of the same crop unchanged, so no tissue may move."""
+    import torchio as tio
+    return tio.Compose([
+        tio.RandomGamma(log_gamma=(-0.4, 0.4), p=0.9),
+        tio.RandomBiasField(coefficients=0.4, order=3, p=0.5),
+        tio.RandomNoise(std=(0.0, 0.03), p=0.3),
+    ])
+
+
+def change_contrast(x: torch.Tensor) -> torch.Tensor:
+    """Crops ``x`` (B, 1, D, H, W; 0 outside the brain) each through :func:`contrast_transform`,
+    background kept 0. Draws from torch's global generator (seeded by the training run)."""
+    import torchio as tio
+    transform = contrast_transform()
+    out = [transform(tio.ScalarImage(tensor=xi.float())).data for xi in x]
+    return (torch.stack(out) * (x > 0)).clamp(0, 2)
+
+
 def synthesize_from_labels(labels: torch.Tensor, foreground: torch.Tensor,
                            gen: torch.Generator) -> torch.Tensor:
     """A synthetic image (1, D, H, W) from a label map (D, H, W; 0 bg, 1 CSF, 2 GM, 3 WM).
@@ -163,16 +185,17 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def random_crops(images, labels, idx, crop, gen: torch.Generator, flip=True):
-    """Random crops (with left-right flips) of the subjects ``idx`` as torch tensors."""
+    """Random crops (with left-right flips) of the subjects ``idx`` as torch tensors
+    ``(x (B, 1, D, H, W), y (B, D, H, W))``; ``labels`` None (unlabelled images): ``y`` is None."""
     xs, ys = [], []
     shape = images.shape[1:]
     for i in idx:
         starts = [int(torch.randint(0, s - c + 1, (1,), generator=gen)) for s, c in zip(shape, crop)]
         sl = tuple(slice(s, s + c) for s, c in zip(starts, crop))
         x = torch.from_numpy(images[i][sl].astype(np.float32))
-        y = torch.from_numpy(labels[i][sl].astype(np.int64))
+        y = None if labels is None else torch.from_numpy(labels[i][sl].astype(np.int64))
         if flip and torch.rand(1, generator=gen) < 0.5:   # last axis is left-right (LPS)
-            x, y = x.flip(-1), y.flip(-1)
+            x, y = x.flip(-1), None if y is None else y.flip(-1)
         xs.append(x)
         ys.append(y)
-    return torch.stack(xs)[:, None], torch.stack(ys)
+    return torch.stack(xs)[:, None], None if labels is None else torch.stack(ys)

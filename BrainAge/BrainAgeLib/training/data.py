@@ -45,6 +45,20 @@ def load_camcan_volumes(data_dir, subject_ids, divisor=8):
 
 
 
+def load_unlabelled_ixi(cache_npz, n_val_ixi: int = 20, seed: int = 20261123) -> np.ndarray:
+    """Model-space T1s (float16, N x D x H x W) of the ``ixi120`` heads that approach B trains on,
+    from the feature cache's ``ixi_model_space.npz``: the CNN's seeded validation draw
+    (``n_val_ixi``, ``seed``; :func:`~BrainAgeLib.training.features.split_validation`) and
+    ``ixi10`` are left out. No labels: for the ResUNet's teacher-consistency term."""
+    from .features import split_validation
+    z = np.load(cache_npz, allow_pickle=False)
+    ids = [str(s) for s in z["subject_id"]]
+    pool = [s for s, st in zip(ids, z["set"]) if str(st) == "ixi120"]
+    train, _ = split_validation(pool, n_val_ixi, seed)
+    keep = sorted(ids.index(s) for s in train)
+    return np.asarray(z["image"][keep], np.float16)
+
+
 def dice_scores(pred: np.ndarray, ref: np.ndarray, labels=(1, 2, 3)) -> list[float]:
     """Dice per label between two integer label arrays."""
     out = []

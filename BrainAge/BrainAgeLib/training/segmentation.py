@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from ..resunet import N_CLASSES, ResUNet3D
-from .augmentation import augment_batch, degrade_image, random_crops
+from .augmentation import augment_batch, change_contrast, degrade_image, random_crops
 from .checkpoints import check_resumable, end_epoch, load_checkpoint
-from .data import dice_scores, load_camcan_volumes, read_camcan_subjects, seed_everything
+from .data import (dice_scores, load_camcan_volumes, load_unlabelled_ixi, read_camcan_subjects,
+                   seed_everything)
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
@@ -27,6 +28,18 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> t
     denom = prob.sum(dims) + onehot.sum(dims)
     dice = (2 * inter + eps) / (denom + eps)
     return 1 - dice[1:].mean()
+
+
+def teacher_consistency_loss(student_logits: torch.Tensor, teacher_prob: torch.Tensor,
+                             brain: torch.Tensor) -> torch.Tensor:
+    """KL divergence from the teacher's tissue probabilities (B, C, D, H, W) to the student's,
+    summed over classes and averaged over the ``brain`` voxels (B, D, H, W; bool) of the crops
+    (0 when a crop holds no brain). The student reads the crop with another contrast, the
+    teacher the crop as it is: the student learns to segment it the same."""
+    logp = student_logits.log_softmax(1)
+    kl = (teacher_prob * (teacher_prob.clamp_min(1e-8).log() - logp)).sum(1)
+    n = brain.sum()
+    return (kl * brain).sum() / n if n > 0 else kl.sum() * 0
 
 
 
@@ -48,6 +61,9 @@ class SegmentationConfig:
     p_synth: float = 0.0                    # share of crops drawn from their labels (domain randomisation)
     init_weights: str | None = None         # fine-tune these safetensors instead of starting afresh
     thick_slice_profile: bool = False       # thick slices averaged over their slab (augmentation.random_thick_slices)
+    consistency_cache: str | None = None    # ixi_model_space.npz: unlabelled ixi120 heads for the teacher term
+    consistency_weight: float = 0.0         # weight of the teacher-consistency term (needs init_weights)
+    consistency_crops: int = 2              # unlabelled crops per step
 
 
 def _net_to_cl(net):
@@ -90,6 +106,18 @@ def train_segmentation(data_dir, out_dir, config: SegmentationConfig | None = No
         net.load_state_dict(load_file(str(cfg.init_weights)))
         log(f"fine-tuning {cfg.init_weights}")
     net = _net_to_cl(net)
+    teacher, unlabelled = None, None
+    if cfg.consistency_weight > 0:
+        if not (cfg.init_weights and cfg.consistency_cache):
+            raise ValueError("the teacher-consistency term needs init_weights (the teacher) and "
+                             "consistency_cache (ixi_model_space.npz)")
+        teacher = ResUNet3D(widths=cfg.widths)
+        teacher.load_state_dict(net.state_dict())
+        teacher = _net_to_cl(teacher).eval().requires_grad_(False)
+        from .cnn import CNNConfig   # leave out the heads that approach B validates on
+        unlabelled = load_unlabelled_ixi(cfg.consistency_cache, CNNConfig.n_val_ixi, CNNConfig.split_seed)
+        log(f"teacher consistency on {len(unlabelled)} unlabelled ixi120 heads, "
+            f"weight {cfg.consistency_weight}")
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -115,7 +143,7 @@ def train_segmentation(data_dir, out_dir, config: SegmentationConfig | None = No
         net.train()
         te = time.time()
         order = torch.randperm(len(train_ids), generator=gen).tolist()
-        losses = []
+        losses, cons_losses = [], []
         for s in range(steps_per_epoch):
             idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
             x, y = random_crops(images, labels, idx, cfg.crop, gen)
@@ -125,13 +153,23 @@ def train_segmentation(data_dir, out_dir, config: SegmentationConfig | None = No
             x = x.contiguous(memory_format=torch.channels_last_3d)
             logits = net(x)
             loss = F.cross_entropy(logits, y) + dice_loss(logits, y)
+            if teacher is not None:
+                pick = torch.randint(0, len(unlabelled), (cfg.consistency_crops,), generator=gen).tolist()
+                xu, _ = random_crops(unlabelled, None, pick, cfg.crop, gen)
+                with torch.no_grad():
+                    tprob = teacher(xu.contiguous(memory_format=torch.channels_last_3d)).softmax(1)
+                xa = change_contrast(xu).contiguous(memory_format=torch.channels_last_3d)
+                cons = teacher_consistency_loss(net(xa), tprob, xu[:, 0] > 0)
+                loss = loss + cfg.consistency_weight * cons
+                cons_losses.append(cons.item())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             losses.append(loss.item())
             if (s + 1) % 50 == 0:
-                log(f"  epoch {epoch + 1} step {s + 1}/{steps_per_epoch} loss {np.mean(losses[-50:]):.4f}")
+                log(f"  epoch {epoch + 1} step {s + 1}/{steps_per_epoch} loss {np.mean(losses[-50:]):.4f}"
+                    + (f" consistency {np.mean(cons_losses[-50:]):.4f}" if cons_losses else ""))
         net.eval()
 
         def val_dice(images):
@@ -147,7 +185,8 @@ def train_segmentation(data_dir, out_dir, config: SegmentationConfig | None = No
                 f"{np.mean(losses):.4f},{d[0]:.4f},{d[1]:.4f},{d[2]:.4f},{dd[0]:.4f},{dd[1]:.4f},{dd[2]:.4f}")
         log(f"epoch {epoch + 1}/{cfg.epochs}: loss {np.mean(losses):.4f} "
             f"val Dice CSF {d[0]:.3f} GM {d[1]:.3f} WM {d[2]:.3f}; degraded {dd[0]:.3f} {dd[1]:.3f} "
-            f"{dd[2]:.3f} ({time.time() - te:.0f} s)")
+            f"{dd[2]:.3f}" + (f"; teacher consistency {np.mean(cons_losses):.4f}" if cons_losses else "")
+            + f" ({time.time() - te:.0f} s)")
         end_epoch(metrics_path, line, ckpt,
                    {"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                     "gen": gen.get_state(), "epoch": epoch + 1},
