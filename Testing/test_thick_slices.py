@@ -232,6 +232,17 @@ def test_a_measurement_records_the_uncorrected_ages(image, tmp_path):
     again = read_thick_slices([subject], tmp_path / "arrays", acquisitions=[("coronal", 5.0)], log=lambda m: None)
     for column in ("volumes", "cnn", "ensemble"):
         assert again[0][column] == pytest.approx(rows[0][column], abs=0.05)
+    # segmented again from the kept T1s (a new ResUNet's route; here the same one): the same ages
+    from BrainAgeLib.training.thick_slices import resegment_arrays
+    assert resegment_arrays(tmp_path / "arrays", tmp_path / "again", log=lambda m: None) == 1
+    with np.load(next((tmp_path / "arrays").glob("*.npz"))) as a, np.load(next((tmp_path / "again").glob("*.npz"))) as b:
+        assert np.array_equal(a["image"], b["image"])
+        assert np.abs(a["prob"].astype(np.float32) - b["prob"].astype(np.float32)).max() < 0.02
+    third = read_thick_slices([subject], tmp_path / "again", acquisitions=[("coronal", 5.0)], log=lambda m: None)
+    for column in ("volumes", "cnn", "ensemble"):
+        assert third[0][column] == pytest.approx(rows[0][column], abs=0.1)
+    with pytest.raises(ValueError, match="another folder"):
+        resegment_arrays(tmp_path / "again", tmp_path / "again", log=lambda m: None)
     stamp = tmp_path / "arrays" / "arrays_models.json"
     stamp.write_text(json.dumps({**json.loads(stamp.read_text()), "resunet.safetensors": "0" * 64}))
     with pytest.raises(ValueError, match="another ResUNet"):      # maps of another network are not read

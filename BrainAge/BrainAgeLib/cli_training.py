@@ -151,6 +151,12 @@ def cmd_train_thick_slice_weights(args) -> int:
     from .training.thick_slices import train_thick_slice_weights
     if args.from_arrays and (args.from_csv or args.resume or args.arrays):
         raise ArgumentError("--from-arrays reads stored maps: not with --from-csv, --resume or --arrays")
+    if args.resegment_from:
+        if not args.from_arrays:
+            raise ArgumentError("--resegment-from needs --from-arrays (where the new maps go)")
+        from .training.thick_slices import resegment_arrays
+        n = resegment_arrays(args.resegment_from, args.from_arrays, log=lambda m: print(m, flush=True))
+        print(f"{n} scans of {args.resegment_from} segmented again into {args.from_arrays}")
     path = train_thick_slice_weights(args.data, args.out, n_subjects=args.n, n_ixi=args.n_ixi,
                                      measured_csv=args.from_csv, resume=args.resume,
                                      arrays_dir=args.from_arrays or args.arrays, from_arrays=bool(args.from_arrays),
@@ -392,6 +398,8 @@ def add_training_commands(sub) -> None:
     tw.add_argument("--from-arrays", metavar="DIR", help="read the ages of the age models in use from the "
                     "arrays an earlier --arrays run kept (same ResUNet and template) instead of running the scans "
                     "again: minutes, for a retrained A or B")
+    tw.add_argument("--resegment-from", metavar="DIR", help="with --from-arrays NEW: first segment the kept "
+                    "model-space T1s of DIR again with the ResUNet in use, into NEW (~1 s a scan): for a new ResUNet")
     tw.add_argument("--resume", action="store_true", help="keep the subjects that OUT/thick_slices.csv "
                     "already holds in full (measured with the same models, or refused) and measure the rest")
     es = sub.add_parser("evaluate-sites", help="leave-one-site-out ages, calibration to a new site "

@@ -172,6 +172,37 @@ def save_model_space_arrays(result, path) -> None:
                         prob=result.model_space_probabilities.astype(np.float16))
 
 
+def resegment_arrays(arrays_dir, out_dir, log: Callable[[str], None] = print) -> int:
+    """Another ResUNet's reading of a kept measurement: every scan's model-space T1 in
+    ``arrays_dir`` (an earlier :func:`measure_thick_slices` ``arrays_dir``, same template) segmented
+    again by the ResUNet in use, written with its probabilities to ``out_dir`` and stamped with the
+    models in use, for :func:`read_thick_slices`. The model-space T1 does not depend on the ResUNet
+    (brain extraction, N4 and the registration come before it), so this replaces measuring the
+    scans again (~1 s a scan instead of ~6). Returns the number of scans."""
+    from .. import models, pipeline
+    from ..segmentation import segment_array
+    if pipeline.HARMONIZE_RAW_SCANS:
+        raise ValueError("the harmonised model-space T1 depends on the ResUNet: measure the scans again")
+    src, out = Path(arrays_dir), Path(out_dir)
+    kept = json.loads((src / "arrays_models.json").read_text())
+    now = models_fingerprint(ARRAYS_MEASURED_WITH)
+    if kept["template_T1.nii.gz"] != now["template_T1.nii.gz"]:
+        raise ValueError(f"{src} was registered to another template: measure the scans again")
+    if out.resolve() == src.resolve():
+        raise ValueError("write the new maps to another folder than the kept ones")
+    out.mkdir(parents=True, exist_ok=True)
+    net, paths, t0 = models.load_resunet(), sorted(src.glob("*.npz")), time.time()
+    for i, path in enumerate(paths):
+        with np.load(path) as z:
+            image = z["image"]
+        prob = segment_array(net, image.astype(np.float32))
+        np.savez_compressed(out / path.name, image=image, prob=prob.astype(np.float16))
+        if (i + 1) % 100 == 0:
+            log(f"{i + 1}/{len(paths)} scans segmented again ({time.time() - t0:.0f} s)")
+    (out / "arrays_models.json").write_text(json.dumps(now, indent=1) + "\n")
+    return len(paths)
+
+
 def model_space_age_readers(models_folder=None):
     """``(a_age(prob), b_age(image, prob))``: approach A's and B's bias-corrected ages (years) from
     model-space arrays, with the age models of ``models_folder`` (default: the one in use), as
