@@ -256,7 +256,8 @@ def cmd_evaluate_sites(args) -> int:
     from .site_evaluation import evaluate_sites
     evaluate_sites(args.cache, args.out, args.age_dir,
                    {"camcan": args.cnn_camcan, "ixi": args.cnn_ixi},
-                   log=lambda m: print(m, flush=True))
+                   log=lambda m: print(m, flush=True), reread_resunet=args.reread_resunet,
+                   camcan_dir=Path(args.data) / "camcan")
     return 0
 
 
@@ -409,4 +410,8 @@ def add_training_commands(sub) -> None:
     es.add_argument("--cnn-camcan", default="runs/cnn-camcan", help="run folder of a CNN trained on Cam-CAN only")
     es.add_argument("--cnn-ixi", default="runs/cnn-ixi", help="run folder of a CNN trained on IXI only")
     es.add_argument("--out", default="runs/evaluate-sites")
+    es.add_argument("--data", default=str(DEFAULT_DATA), help="folder holding camcan/ (for --reread-resunet)")
+    es.add_argument("--reread-resunet", metavar="SAFETENSORS", help="read the unseen site's scans with "
+                    "this ResUNet (the models still trained on the cache): a new ResUNet shipped with "
+                    "age models trained on the old one's maps")
     es.set_defaults(func=cmd_evaluate_sites)

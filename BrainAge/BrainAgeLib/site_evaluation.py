@@ -70,10 +70,14 @@ def site_cv_weight(by_weight: dict) -> float:
 
 
 def leave_one_site_out(f, name: str, cnn_dirs: dict, weight_a: float, seed: int = 20261123,
-                       recipe: dict | None = None) -> dict:
+                       recipe: dict | None = None, reread: dict | None = None) -> dict:
     """LOSO figures. ``cnn_dirs``: {"camcan": run folder of the Cam-CAN-only CNN, "ixi": of the
     IXI-only CNN} (with ``age_cnn.safetensors`` and ``cnn_config.json``); missing ones are skipped.
-    B's and the ensemble's bias corrections are fitted on the training site's validation part."""
+    B's and the ensemble's bias corrections are fitted on the training site's validation part.
+    ``reread``: the features of the same cache rows as another ResUNet reads them (same keys);
+    the unseen site's scans are then read from it, the models still trained on ``f``: what
+    shipping that ResUNet with models trained on the old maps gives."""
+    t = f if reread is None else reread
     from .regression import AgeBiasCorrection
     out = {}
     for train_site, test_rows in (("camcan", np.flatnonzero(f["site"] == "ixi")),
@@ -83,7 +87,7 @@ def leave_one_site_out(f, name: str, cnn_dirs: dict, weight_a: float, seed: int 
         model, bias, feats, oof = _fit_a(f, pool, name, seed, **(recipe or {}))
         pos = {int(j): k for k, j in enumerate(pool)}
         y = f["age"][test_rows].astype(float)
-        raw_a = model.predict(feature_matrix(f, test_rows, feats))
+        raw_a = model.predict(feature_matrix(t, test_rows, feats))
         res = {"A": _summary(bias(raw_a), y)}
         d = cnn_dirs.get(train_site)
         if d is not None and (Path(d) / "age_cnn.safetensors").exists():
@@ -96,7 +100,7 @@ def leave_one_site_out(f, name: str, cnn_dirs: dict, weight_a: float, seed: int 
                 res["B"] = {"error": str(e)}
                 out[f"train {train_site} -> test {'ixi' if train_site == 'camcan' else 'camcan'}"] = res
                 continue
-            raw_b = cnn_predictions(f, test_rows, w)
+            raw_b = cnn_predictions(t, test_rows, w)
             res["B"] = _summary(bias_b(raw_b), y)
             pa_val = oof[[pos[int(j)] for j in va]]      # A's out-of-fold ages, as in training
             bias_e = AgeBiasCorrection().fit(weight_a * pa_val + (1 - weight_a) * pb_val, yv)
@@ -203,8 +207,48 @@ def site_distance(f, feats: str = "c6", seed: int = 20261123) -> dict:
             "site_auc": round(float(auc), 3), "cohens_d_ixi_minus_camcan": d}
 
 
-def evaluate_sites(cache_path, out_dir, age_model_dir, cnn_dirs: dict, log=print) -> dict:
-    """Run the three analyses above and write ``sites_summary.json`` and ``calibration.csv``."""
+READ_KEYS = ("regional_c4", "regional_c6", "global", "cnn")   # what scan_features gives the age models
+
+
+def reread_unseen(f: dict, cache_path, camcan_dir, resunet_path, log=print) -> dict:
+    """The feature cache ``f`` with the rows that :func:`leave_one_site_out` tests on (every IXI
+    head; Cam-CAN ``test``) read again by the ResUNet ``resunet_path`` from their model-space T1s
+    (IXI: the cache's ``ixi_model_space.npz``; Cam-CAN: the images), the other rows as they are."""
+    import SimpleITK as sitk
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    from .preprocessing import normalize_intensity
+    from .resunet import ResUNet3D
+    from .training.data import camcan_paths
+    with safe_open(str(resunet_path), "pt") as fh:
+        widths = tuple(json.loads(fh.metadata()["widths"]))
+    net = ResUNet3D(widths=widths)
+    net.load_state_dict(load_file(str(resunet_path)))
+    net.eval()
+    out = {k: (np.array(v, copy=True) if k in READ_KEYS else v) for k, v in f.items()}
+    ixi = np.load(Path(cache_path).with_name("ixi_model_space.npz"))
+    ixi_rows = {str(s): i for i, s in enumerate(ixi["subject_id"])}
+    rows = np.flatnonzero((f["site"] == "ixi") | (f["split"] == "test"))
+    for n, i in enumerate(rows):
+        sid = str(f["subject_id"][i])
+        if f["site"][i] == "ixi":
+            feats = scan_features(net, ixi["image"][ixi_rows[sid]].astype(np.float32), True)
+        else:
+            arr = normalize_intensity(sitk.GetArrayFromImage(sitk.ReadImage(str(camcan_paths(camcan_dir, sid)["image"]))))
+            feats = scan_features(net, arr, False)
+        for k in READ_KEYS:
+            out[k][i] = feats[k]
+        if (n + 1) % 50 == 0:
+            log(f"  {n + 1}/{len(rows)} unseen-site scans read again")
+    return out
+
+
+def evaluate_sites(cache_path, out_dir, age_model_dir, cnn_dirs: dict, log=print,
+                   reread_resunet=None, camcan_dir=None) -> dict:
+    """Run the three analyses above and write ``sites_summary.json`` and ``calibration.csv``.
+    ``reread_resunet`` (with ``camcan_dir``): the unseen site's scans read by this ResUNet
+    (:func:`reread_unseen`), the models trained on the cache as it is, for a new ResUNet shipped
+    with age models trained on the old one's maps; the site distance stays the cache's."""
     import csv
     from .training.features import model_space_features
     if not Path(cache_path).exists():
@@ -230,7 +274,12 @@ def evaluate_sites(cache_path, out_dir, age_model_dir, cnn_dirs: dict, log=print
     log("site distance of the features (age-matched Cam-CAN vs ixi120)")
     summary["site_distance"] = site_distance(f)
     log(json.dumps(summary["site_distance"]))
-    loso = leave_one_site_out(f, name, cnn_dirs, w, recipe=recipe)
+    reread = None
+    if reread_resunet is not None:
+        log(f"the unseen site's scans read again by {reread_resunet}")
+        reread = reread_unseen(f, cache_path, camcan_dir, reread_resunet, log=log)
+        summary["reread_resunet"] = str(reread_resunet)
+    loso = leave_one_site_out(f, name, cnn_dirs, w, recipe=recipe, reread=reread)
     summary["leave_one_site_out"] = {k: {a: v for a, v in r.items() if not a.startswith("_")}
                                      for k, r in loso.items()}
     summary["leave_one_site_out_by_weight"] = {k: r["_by_weight"] for k, r in loso.items() if "_by_weight" in r}
@@ -239,7 +288,8 @@ def evaluate_sites(cache_path, out_dir, age_model_dir, cnn_dirs: dict, log=print
         log(f"A's weight by site-level cross-validation: {summary['site_cv_weight']:.2f} "
             f"(the models' own: {w:.2f})")
     log(json.dumps(summary["leave_one_site_out"], indent=1))
-    rows = calibration_experiment(f, name, cnn_dirs.get("camcan"), w, recipe=recipe)
+    # Cam-CAN-trained models, calibrated and tested on IXI: IXI as ``reread`` holds it
+    rows = calibration_experiment(f if reread is None else reread, name, cnn_dirs.get("camcan"), w, recipe=recipe)
     with open(out / "calibration.csv", "w", newline="") as fh:
         wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
         wr.writeheader()
