@@ -406,3 +406,23 @@ def test_teacher_consistency_needs_a_teacher_and_heads(tmp_path, capsys):
         code = e.code
     assert code == 2 and "needs --init" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("anchor", [False, True])
+def test_teacher_consistency_term_reads_changed_crops_and_with_an_anchor_clean_ones_too(anchor, monkeypatch):
+    from BrainAgeLib.training import segmentation as seg
+    torch.manual_seed(0)
+    teacher = ResUNet3D(widths=(4, 8)).eval()
+    student = ResUNet3D(widths=(4, 8))
+    student.load_state_dict(teacher.state_dict())
+    student.eval()
+    x, _ = _phantom(3, size=16)
+    unlabelled = x[:, 0].numpy().astype(np.float16)        # three model-space "heads"
+    seen = []
+    student.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    gen = torch.Generator().manual_seed(0)
+    loss = seg.teacher_consistency_term(student, teacher, unlabelled, (16, 16, 16), 2, anchor, gen)
+    assert seen == [2] and float(loss.detach()) > 0   # with anchor: one crop read both ways
+    # a contrast change that changes nothing: the teacher's own weights read it the same
+    monkeypatch.setattr(seg, "change_contrast", lambda c: c.clone())
+    assert float(seg.teacher_consistency_term(student, teacher, unlabelled, (16, 16, 16), 2, anchor, gen)) < 1e-6

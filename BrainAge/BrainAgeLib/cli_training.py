@@ -31,7 +31,8 @@ def cmd_train_segmentation(args) -> int:
                              p_real=args.p_real, p_synth=args.p_synth,
                              init_weights=args.init, thick_slice_profile=args.thick_slice_profile,
                              consistency_cache=args.consistency_cache,
-                             consistency_weight=args.consistency_weight)
+                             consistency_weight=args.consistency_weight,
+                             consistency_anchor=args.consistency_anchor)
     out = Path(args.out)
     weights = train_segmentation(Path(args.data) / "camcan", out, cfg, resume=args.resume,
                                  log=lambda m: print(m, flush=True))
@@ -296,6 +297,9 @@ def add_training_commands(sub) -> None:
                     help="weight of the teacher-consistency term: the --init network reads each "
                          "unlabelled crop as it is, the trained one must read it the same with "
                          "another contrast (gamma, bias, noise); 0: off")
+    ts.add_argument("--consistency-anchor", action="store_true",
+                    help="half of the unlabelled crops are also read as they are, with the teacher's "
+                         "reading as the target, so that the clean reading does not drift")
     tc = training("train-cnn", cmd_train_cnn, "train approach B's CNN", "runs/cnn", 60)
     tc.add_argument("--init", metavar="SAFETENSORS", help="fine-tune these weights instead of starting afresh")
     tc.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")

@@ -43,6 +43,23 @@ def teacher_consistency_loss(student_logits: torch.Tensor, teacher_prob: torch.T
 
 
 
+def teacher_consistency_term(net, teacher, unlabelled: np.ndarray, crop, n_crops: int, anchor: bool,
+                             gen: torch.Generator) -> torch.Tensor:
+    """One step's teacher-consistency loss: ``n_crops`` random crops of the ``unlabelled``
+    model-space T1s, read by the frozen ``teacher`` as they are and by ``net`` with another
+    contrast (:func:`~.augmentation.change_contrast`); with ``anchor`` half as many crops, each
+    read by ``net`` both ways (the clean reading held to the teacher's too)."""
+    n = max(n_crops // 2 if anchor else n_crops, 1)
+    pick = torch.randint(0, len(unlabelled), (n,), generator=gen).tolist()
+    xu, _ = random_crops(unlabelled, None, pick, crop, gen)
+    with torch.no_grad():
+        tprob = teacher(xu.contiguous(memory_format=torch.channels_last_3d)).softmax(1)
+    xa = change_contrast(xu)
+    if anchor:
+        xa, xu, tprob = torch.cat([xa, xu]), torch.cat([xu, xu]), torch.cat([tprob, tprob])
+    return teacher_consistency_loss(net(xa.contiguous(memory_format=torch.channels_last_3d)), tprob, xu[:, 0] > 0)
+
+
 @dataclass
 class SegmentationConfig:
     """Settings of ``brainage train-segmentation`` (logged with the weights)."""
@@ -64,6 +81,7 @@ class SegmentationConfig:
     consistency_cache: str | None = None    # ixi_model_space.npz: unlabelled ixi120 heads for the teacher term
     consistency_weight: float = 0.0         # weight of the teacher-consistency term (needs init_weights)
     consistency_crops: int = 2              # unlabelled crops per step
+    consistency_anchor: bool = False        # half of them read as they are too (the clean reading kept)
 
 
 def _net_to_cl(net):
@@ -154,12 +172,8 @@ def train_segmentation(data_dir, out_dir, config: SegmentationConfig | None = No
             logits = net(x)
             loss = F.cross_entropy(logits, y) + dice_loss(logits, y)
             if teacher is not None:
-                pick = torch.randint(0, len(unlabelled), (cfg.consistency_crops,), generator=gen).tolist()
-                xu, _ = random_crops(unlabelled, None, pick, cfg.crop, gen)
-                with torch.no_grad():
-                    tprob = teacher(xu.contiguous(memory_format=torch.channels_last_3d)).softmax(1)
-                xa = change_contrast(xu).contiguous(memory_format=torch.channels_last_3d)
-                cons = teacher_consistency_loss(net(xa), tprob, xu[:, 0] > 0)
+                cons = teacher_consistency_term(net, teacher, unlabelled, cfg.crop, cfg.consistency_crops,
+                                                cfg.consistency_anchor, gen)
                 loss = loss + cfg.consistency_weight * cons
                 cons_losses.append(cons.item())
             opt.zero_grad(set_to_none=True)
