@@ -425,4 +425,4 @@ def test_teacher_consistency_term_reads_changed_crops_and_with_an_anchor_clean_o
     assert seen == [2] and float(loss.detach()) > 0   # with anchor: one crop read both ways
     # a contrast change that changes nothing: the teacher's own weights read it the same
     monkeypatch.setattr(seg, "change_contrast", lambda c: c.clone())
-    assert float(seg.teacher_consistency_term(student, teacher, unlabelled, (16, 16, 16), 2, anchor, gen)) < 1e-6
+    assert float(seg.teacher_consistency_term(student, teacher, unlabelled, (16, 16, 16), 2, anchor, gen).detach()) < 1e-6
