@@ -80,6 +80,8 @@ def main() -> None:
     p.add_argument("--cache", type=Path, default=ROOT / "runs" / "features_noharm" / "ixi_model_space.npz")
     p.add_argument("--n-camcan", type=int, default=20)
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "segcons" / "contrast_check.csv")
+    p.add_argument("--shipped-from", type=Path, help="an earlier run's CSV (same scans and draws): its "
+                   "shipped rows are taken instead of reading the scans with the shipped network again")
     a = p.parse_args()
     torch.set_num_threads(2)
     a_age, b_age = model_space_age_readers()
@@ -92,7 +94,14 @@ def main() -> None:
             out = getattr(tio, cls)(**kw)(tio.ScalarImage(tensor=torch.from_numpy(arr)[None])).data[0]
             degraded[sid, c] = (out.clamp(0, 2).numpy() * (arr > 0)).astype(np.float32)
     rows = []
-    for name, path in [("shipped", SHIPPED)] + [(str(c), c) for c in a.candidates]:
+    networks = [("shipped", SHIPPED)] + [(str(c), c) for c in a.candidates]
+    if a.shipped_from:
+        with open(a.shipped_from, newline="") as fh:
+            rows = [{k: (v if k in ("network", "set", "subject_id", "condition") else float(v)) for k, v in r.items()
+                     if k != "ens"} for r in csv.DictReader(fh) if r["network"] == "shipped"]
+        assert len(rows) == len(items) * (1 + len(CONDITIONS)), "not the same scans"
+        networks = networks[1:]
+    for name, path in networks:
         net = load_net(path)
         for st, sid, arr, reg in items:
             clean = read(net, arr, reg, a_age, b_age)
