@@ -39,7 +39,9 @@ def cmd_train_segmentation(args) -> int:
     if args.ship:
         metrics = (out / "segmentation_metrics.csv").read_text().strip().splitlines()
         _ship({"resunet.safetensors": weights},
-              {"training": "camcan seg_train + reg_train", "config": json.loads(
+              {"training": "camcan seg_train + reg_train" + (
+                  "; unlabelled ixi120 heads for the teacher-consistency term" if cfg.consistency_weight > 0 else ""),
+               "config": json.loads(
                   (out / "segmentation_config.json").read_text()), "last_epoch_metrics": metrics[-1],
                "metrics_columns": metrics[0]})
     return 0

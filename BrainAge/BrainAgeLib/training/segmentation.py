@@ -42,7 +42,6 @@ def teacher_consistency_loss(student_logits: torch.Tensor, teacher_prob: torch.T
     return (kl * brain).sum() / n if n > 0 else kl.sum() * 0
 
 
-
 def teacher_consistency_term(net, teacher, unlabelled: np.ndarray, crop, n_crops: int, anchor: bool,
                              gen: torch.Generator) -> torch.Tensor:
     """One step's teacher-consistency loss: ``n_crops`` random crops of the ``unlabelled``
