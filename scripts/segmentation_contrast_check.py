@@ -30,22 +30,10 @@ CONDITIONS = {"gamma 0.7": ("RandomGamma", {"log_gamma": (np.log(0.7), np.log(0.
 SEED = 20261123
 
 
-def load_net(path):
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-    from BrainAgeLib.resunet import ResUNet3D
-    with safe_open(str(path), "pt") as fh:
-        widths = tuple(json.loads(fh.metadata()["widths"]))
-    net = ResUNet3D(widths=widths)
-    net.load_state_dict(load_file(str(path)))
-    return net.eval()
-
-
 def scans(data: Path, cache: Path, n_camcan: int) -> list[tuple[str, str, np.ndarray, bool]]:
     """(set, subject_id, model-space array, registered) of the held-out scans."""
-    import SimpleITK as sitk
-    from BrainAgeLib.preprocessing import normalize_intensity
-    from BrainAgeLib.training import CNNConfig, camcan_paths, read_camcan_subjects, split_validation
+    from BrainAgeLib.training import CNNConfig, read_camcan_subjects, split_validation
+    from BrainAgeLib.training.data import read_camcan_image
     z = np.load(cache)
     ids, sets = [str(s) for s in z["subject_id"]], [str(s) for s in z["set"]]
     _, val = split_validation([s for s, t in zip(ids, sets) if t == "ixi120"], CNNConfig.n_val_ixi,
@@ -54,8 +42,7 @@ def scans(data: Path, cache: Path, n_camcan: int) -> list[tuple[str, str, np.nda
     out += [("ixi120 validation", s, z["image"][ids.index(s)].astype(np.float32), True) for s in sorted(val)]
     test = [r["subject_id"] for r in read_camcan_subjects(data / "camcan") if r["split"] == "test"]
     for sid in sorted(np.random.default_rng(SEED).choice(test, n_camcan, replace=False)):
-        arr = normalize_intensity(sitk.GetArrayFromImage(sitk.ReadImage(str(camcan_paths(data / "camcan", sid)["image"]))))
-        out.append(("camcan test", sid, arr.astype(np.float32), False))
+        out.append(("camcan test", sid, read_camcan_image(data / "camcan", sid).astype(np.float32), False))
     return out
 
 
@@ -73,6 +60,7 @@ def read(net, array: np.ndarray, registered: bool, a_age, b_age) -> dict:
 def main() -> None:
     import torch
     import torchio as tio
+    from BrainAgeLib.resunet import load_resunet_weights
     from BrainAgeLib.training.thick_slices import model_space_age_readers
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("candidates", nargs="+", type=Path)
@@ -102,7 +90,7 @@ def main() -> None:
         assert len(rows) == len(items) * (1 + len(CONDITIONS)), "not the same scans"
         networks = networks[1:]
     for name, path in networks:
-        net = load_net(path)
+        net = load_resunet_weights(path)
         for st, sid, arr, reg in items:
             clean = read(net, arr, reg, a_age, b_age)
             rows.append({"network": name, "set": st, "subject_id": sid, "condition": "clean", **clean})

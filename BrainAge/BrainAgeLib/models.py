@@ -118,15 +118,8 @@ def _load_thick_slice_weights(folder: str) -> dict | None:
 @lru_cache(maxsize=4)
 def _load_resunet(folder: str):
     import torch
-    from safetensors.torch import load_file
-    from safetensors import safe_open
-    from .resunet import ResUNet3D
-    path = verify("resunet.safetensors", folder)
-    with safe_open(str(path), "pt") as f:
-        widths = tuple(json.loads(f.metadata()["widths"]))
-    net = ResUNet3D(widths=widths)
-    net.load_state_dict(load_file(str(path)))
-    net.eval()
+    from .resunet import load_resunet_weights
+    net = load_resunet_weights(verify("resunet.safetensors", folder))
     return net.to(memory_format=torch.channels_last_3d)
 
 

@@ -78,3 +78,17 @@ class ResUNet3D(nn.Module):
         for upconv, block, skip in zip(self.upconv, self.up, reversed(skips[:-1])):
             x = block(torch.cat([upconv(x), skip], dim=1))
         return self.head(x)
+
+
+def load_resunet_weights(path) -> "ResUNet3D":
+    """A ResUNet from a safetensors file of ``train-segmentation`` (its widths in the file's
+    metadata), in eval mode on the CPU. No checksum: :func:`~BrainAgeLib.models.load_resunet`
+    verifies the shipped network before it calls this."""
+    import json
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    with safe_open(str(path), "pt") as fh:
+        widths = tuple(json.loads(fh.metadata()["widths"]))
+    net = ResUNet3D(widths=widths)
+    net.load_state_dict(load_file(str(path)))
+    return net.eval()

@@ -214,17 +214,9 @@ def reread_unseen(f: dict, cache_path, camcan_dir, resunet_path, log=print) -> d
     """The feature cache ``f`` with the rows that :func:`leave_one_site_out` tests on (every IXI
     head; Cam-CAN ``test``) read again by the ResUNet ``resunet_path`` from their model-space T1s
     (IXI: the cache's ``ixi_model_space.npz``; Cam-CAN: the images), the other rows as they are."""
-    import SimpleITK as sitk
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-    from .preprocessing import normalize_intensity
-    from .resunet import ResUNet3D
-    from .training.data import camcan_paths
-    with safe_open(str(resunet_path), "pt") as fh:
-        widths = tuple(json.loads(fh.metadata()["widths"]))
-    net = ResUNet3D(widths=widths)
-    net.load_state_dict(load_file(str(resunet_path)))
-    net.eval()
+    from .resunet import load_resunet_weights
+    from .training.data import read_camcan_image
+    net = load_resunet_weights(resunet_path)
     out = {k: (np.array(v, copy=True) if k in READ_KEYS else v) for k, v in f.items()}
     ixi = np.load(Path(cache_path).with_name("ixi_model_space.npz"))
     ixi_rows = {str(s): i for i, s in enumerate(ixi["subject_id"])}
@@ -234,8 +226,7 @@ def reread_unseen(f: dict, cache_path, camcan_dir, resunet_path, log=print) -> d
         if f["site"][i] == "ixi":
             feats = scan_features(net, ixi["image"][ixi_rows[sid]].astype(np.float32), True)
         else:
-            arr = normalize_intensity(sitk.GetArrayFromImage(sitk.ReadImage(str(camcan_paths(camcan_dir, sid)["image"]))))
-            feats = scan_features(net, arr, False)
+            feats = scan_features(net, read_camcan_image(camcan_dir, sid), False)
         for k in READ_KEYS:
             out[k][i] = feats[k]
         if (n + 1) % 50 == 0:
@@ -320,20 +311,12 @@ def feature_invariance(data_dir, resunet_path, age_model_path, n: int = 8, seed:
     in model space): the change of the global CSF/GM/WM fractions (percentage points of TIV) and
     of approach A's age (years, with the age model ``age_model_path`` that goes with the
     ResUNet ``resunet_path``), mean |change| over ``n`` subjects."""
-    import SimpleITK as sitk
     import torch
     import torchio as tio
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-    from .preprocessing import normalize_intensity
     from .regression import AgeBiasCorrection, VolumeAgeRegressor
-    from .resunet import ResUNet3D
-    from .training.data import camcan_paths, read_camcan_subjects
-    with safe_open(str(resunet_path), "pt") as fh:
-        widths = tuple(json.loads(fh.metadata()["widths"]))
-    net = ResUNet3D(widths=widths)
-    net.load_state_dict(load_file(str(resunet_path)))
-    net.eval()
+    from .resunet import load_resunet_weights
+    from .training.data import read_camcan_image, read_camcan_subjects
+    net = load_resunet_weights(resunet_path)
     m = json.loads(Path(age_model_path).read_text())
     reg = VolumeAgeRegressor.from_dict(m["volumes"]["regressor"])
     bias = AgeBiasCorrection(**m["volumes"]["bias"])
@@ -347,7 +330,7 @@ def feature_invariance(data_dir, resunet_path, age_model_path, n: int = 8, seed:
     rows = []
     clean = {}
     for sid in ids:
-        arr = normalize_intensity(sitk.GetArrayFromImage(sitk.ReadImage(str(camcan_paths(data_dir, sid)["image"]))))
+        arr = read_camcan_image(data_dir, sid)
         clean[sid] = (arr, *measure(arr))
     for name, (cls, kw) in ACQUISITIONS.items():
         torch.manual_seed(seed)
@@ -370,17 +353,9 @@ def feature_invariance(data_dir, resunet_path, age_model_path, n: int = 8, seed:
 def site_distance_for(data_root, ixi_cache, resunet_path, seed: int = 20261123) -> dict:
     """:func:`site_distance` for a given ResUNet (weights ``resunet_path``), on ixi120 and their
     age-matched Cam-CAN ``reg_train`` partners only (one pass each, no degraded copies)."""
-    import SimpleITK as sitk
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-    from .preprocessing import normalize_intensity
-    from .resunet import ResUNet3D
-    from .training.data import camcan_paths, read_camcan_subjects
-    with safe_open(str(resunet_path), "pt") as fh:
-        widths = tuple(json.loads(fh.metadata()["widths"]))
-    net = ResUNet3D(widths=widths)
-    net.load_state_dict(load_file(str(resunet_path)))
-    net.eval()
+    from .resunet import load_resunet_weights
+    from .training.data import read_camcan_image, read_camcan_subjects
+    net = load_resunet_weights(resunet_path)
     ixi = dict(np.load(ixi_cache))
     sel = np.flatnonzero(ixi["set"] == "ixi120")
     cam = [r for r in read_camcan_subjects(Path(data_root) / "camcan") if r["split"] == "reg_train"]
@@ -390,8 +365,7 @@ def site_distance_for(data_root, ixi_cache, resunet_path, seed: int = 20261123) 
         k = min((c for c in cam if c["subject_id"] not in partners), key=lambda c: abs(c["age"] - ixi["age"][j]))
         partners.append(k["subject_id"])
         for split, age, arr, reg in (("ixi120", ixi["age"][j], ixi["image"][j].astype(np.float32), True),
-                                     ("reg_train", k["age"], normalize_intensity(sitk.GetArrayFromImage(
-                                         sitk.ReadImage(str(camcan_paths(Path(data_root) / "camcan", k["subject_id"])["image"])))), False)):
+                                     ("reg_train", k["age"], read_camcan_image(Path(data_root) / "camcan", k["subject_id"]), False)):
             feats = scan_features(net, arr, reg)
             f["split"].append(split)
             f["age"].append(float(age))

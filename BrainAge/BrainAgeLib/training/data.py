@@ -30,12 +30,17 @@ def camcan_paths(data_dir: str | os.PathLike, subject_id: str) -> dict[str, Path
             "seg": d / "segs" / f"{subject_id}_seg.nii.gz"}
 
 
+def read_camcan_image(data_dir, subject_id: str) -> np.ndarray:
+    """A Cam-CAN subject's T1 (on the template grid) as a normalised numpy array (z, y, x)."""
+    return normalize_intensity(sitk.GetArrayFromImage(sitk.ReadImage(str(camcan_paths(data_dir, subject_id)["image"]))))
+
+
 def load_camcan_volumes(data_dir, subject_ids, divisor=8):
     """Normalised images (float16) and reference labels (uint8), padded, as numpy arrays."""
     images, labels = [], []
     for sid in subject_ids:
         p = camcan_paths(data_dir, sid)
-        img = normalize_intensity(sitk.GetArrayFromImage(sitk.ReadImage(str(p["image"]))))
+        img = read_camcan_image(data_dir, sid)
         seg = sitk.GetArrayFromImage(sitk.ReadImage(str(p["seg"]))).astype(np.uint8)
         img, _ = pad_to_multiple(img, divisor)
         seg, _ = pad_to_multiple(seg, divisor)
