@@ -24,7 +24,7 @@ cp -n runs/features_noharm/ixi_model_space.npz $W/features/
 [ -f $W/age/age_model.json ] || $B train-age-model --cnn-dir $W/cnn-both --invariance 0.3 --copies contrast,motion --cache $C \
   --ensemble-weight docs/results/sites_summary.json --out $W/age > $W/age.log 2>&1
 # 3. first look, which decides whether the rest is worth its hours: the candidate's A and B in its
-#    models folder, the Cam-CAN test split and the gamma conditions (shipped lines until step 5)
+#    models folder, the Cam-CAN test split and the gamma conditions (shipped lines until step 4)
 cp $W/cnn-both/age_cnn.safetensors $W/age/age_model.json $W/age/feature_reference.json $W/files/
 PYTHONPATH=BrainAge $P scripts/candidate_models.py $W/files $M --note "teacher-consistency ResUNet ($W), A and B retrained" \
   --cnn-config $W/cnn-both/cnn_config.json
@@ -32,20 +32,20 @@ PYTHONPATH=BrainAge $P scripts/candidate_models.py $W/files $M --note "teacher-c
 [ -f $W/robustness-gamma-release/summary.json ] || $B evaluate-robustness --n-camcan 6 --n-ixi 6 \
   --conditions gamma_0.7 gamma_1.4 --out $W/robustness-gamma-release > $W/robustness-gamma-release.log 2>&1
 [ -n "${FIRST_LOOK_ONLY:-}" ] && { echo "first look done"; exit 0; }
-# 4. one-site CNNs and leave-one-site-out (judge IXI -> Cam-CAN on three seeds, as release 16 was)
+# 4. thick-slice lines from the 72 subjects' kept T1s
+[ -f $W/thick/thick_slice_weights.json ] || $B train-thick-slice-weights --resegment-from runs/thick72/arrays \
+  --from-arrays $W/thick72-arrays --out $W/thick > $W/thick.log 2>&1
+cp $W/thick/thick_slice_weights.json $W/files/
+PYTHONPATH=BrainAge $P scripts/candidate_models.py $W/files $M --note "teacher-consistency ResUNet ($W), A, B and lines retrained" \
+  --cnn-config $W/cnn-both/cnn_config.json
+# 5. held out, end to end: ixi10 and the whole robustness run (Dice is the ResUNet's, measured already)
+[ -f $W/evaluate-ixi/summary.json ] || $B evaluate-ixi --out $W/evaluate-ixi > $W/evaluate-ixi.log 2>&1
+[ -f $W/robustness/summary.json ] || $B evaluate-robustness --n-camcan 6 --n-ixi 6 --out $W/robustness > $W/robustness.log 2>&1
+# 6. one-site CNNs and leave-one-site-out (judge IXI -> Cam-CAN on three seeds, as release 16 was)
 [ -f $W/cnn-camcan/age_cnn.safetensors ] || $B train-cnn --init runs/age_cnn_previous.safetensors --epochs 8 --lr 1e-3 \
   --sites camcan --contrast-consistency 0.01 --copies contrast,motion --second-copies thick --cache $C --out $W/cnn-camcan > $W/cnn-camcan.log 2>&1
 [ -f $W/cnn-ixi/age_cnn.safetensors ] || $B train-cnn --epochs 80 --sites ixi --contrast-consistency 0.01 --copies contrast,motion \
   --second-copies thick --cache $C --out $W/cnn-ixi > $W/cnn-ixi.log 2>&1
 [ -f $W/evaluate-sites/sites_summary.json ] || $B evaluate-sites --cache $C --age-dir $W/age --cnn-camcan $W/cnn-camcan \
   --cnn-ixi $W/cnn-ixi --out $W/evaluate-sites > $W/evaluate-sites.log 2>&1
-# 5. thick-slice lines from the 72 subjects' kept T1s
-[ -f $W/thick/thick_slice_weights.json ] || $B train-thick-slice-weights --resegment-from runs/thick72/arrays \
-  --from-arrays $W/thick72-arrays --out $W/thick > $W/thick.log 2>&1
-cp $W/thick/thick_slice_weights.json $W/files/
-PYTHONPATH=BrainAge $P scripts/candidate_models.py $W/files $M --note "teacher-consistency ResUNet ($W), A, B and lines retrained" \
-  --cnn-config $W/cnn-both/cnn_config.json
-# 6. held out, end to end: ixi10 and the whole robustness run (Dice is the ResUNet's, measured already)
-[ -f $W/evaluate-ixi/summary.json ] || $B evaluate-ixi --out $W/evaluate-ixi > $W/evaluate-ixi.log 2>&1
-$B evaluate-robustness --n-camcan 6 --n-ixi 6 --out $W/robustness > $W/robustness.log 2>&1
 echo "release chain done: compare with release 17 (README), then ship as release.sh of second_partner did"
