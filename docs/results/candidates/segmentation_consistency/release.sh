@@ -11,10 +11,10 @@ C=$W/features/features.npz
 M=$W/models
 B=.venv/bin/brainage
 R=docs/results
-for f in $W/evaluate-age-release/metrics.json $W/evaluate-ixi/summary.json $W/robustness/summary.json \
-         $W/thick/thick_slices.csv; do
-  [ -f $f ] || { echo "release_chain.sh has not finished: $f missing"; exit 1; }
-done
+STEP=${1:-all}    # models: steps 1-5 (while release_chain.sh still measures); figures: step 6; all
+need() { for f in "$@"; do [ -f $f ] || { echo "release_chain.sh has not finished: $f missing"; exit 1; }; done; }
+if [ $STEP != figures ]; then
+need $W/evaluate-age-release/metrics.json $W/thick/thick_slices.csv
 # 1. the ResUNet: its finished run re-exported from the last checkpoint (no epoch is trained)
 $B train-segmentation --resume --init runs/segcons/resunet_r17.safetensors --epochs 3 --lr 5e-4 \
   --p-real 0.45 --p-synth 0.3 --consistency-cache runs/features_noharm/ixi_model_space.npz \
@@ -45,6 +45,9 @@ bad = [n for n in names if shipped[n]["sha256"] != measured[n]["sha256"]]
 print("shipped = measured:", "yes" if not bad else f"NO: {bad}")
 sys.exit(1 if bad else 0)
 PY
+fi
+[ $STEP = models ] && exit 0
+need $W/evaluate-age-release/metrics.json $W/evaluate-ixi/summary.json $W/robustness/summary.json
 # 6. held-out figures of those files (release_chain.sh), into docs/results
 cp $W/evaluate-age-release/metrics.json $R/age_test_metrics.json
 cp $W/evaluate-age-release/predictions.csv $R/age_test_predictions.csv
