@@ -1,7 +1,8 @@
 #!/bin/bash
-# The whole release recipe on a teacher-consistency ResUNet (not run yet: ~4 h on 2 cores, so
-# across sessions; each stage is skipped when its output exists, so the script goes on where it
-# stopped). A and B learn from the new network's maps instead of reading them with models
+# The whole release recipe on a teacher-consistency ResUNet (~4 h on 2 cores, so across sessions;
+# run on w3 for release 18, steps 1-5). Each stage is skipped when its output exists, so the
+# script goes on where it stopped; a CNN run writes its weights every epoch, so its stage is done
+# when cnn_export.json exists, and an unfinished run continues from its checkpoint (--resume). A and B learn from the new network's maps instead of reading them with models
 # trained on the old ones (the candidates' clean readings moved 0.5-1.3 years, see summary.md).
 #   bash docs/results/candidates/segmentation_consistency/release_chain.sh runs/segcons/w5a
 set -euo pipefail
@@ -19,7 +20,7 @@ export BRAINAGE_MODELS_DIR=$M
 cp -n runs/features_noharm/ixi_model_space.npz $W/features/
 [ -f $W/features/thick_copies.npz ] || $P scripts/build_feature_cache.py --cache $C --copies contrast motion thick > $W/cache.log 2>&1
 # 2. B (the shipped recipe: from the same first-step network, 12 epochs with both partners) and A
-[ -f $W/cnn-both/age_cnn.safetensors ] || $B train-cnn --init runs/bthick/release5/age_cnn.safetensors --epochs 12 \
+[ -f $W/cnn-both/cnn_export.json ] || $B train-cnn --resume --init runs/bthick/release5/age_cnn.safetensors --epochs 12 \
   --lr 1e-3 --contrast-consistency 0.01 --copies contrast,motion --second-copies thick --cache $C --out $W/cnn-both > $W/cnn-both.log 2>&1
 [ -f $W/age/age_model.json ] || $B train-age-model --cnn-dir $W/cnn-both --invariance 0.3 --copies contrast,motion --cache $C \
   --ensemble-weight docs/results/sites_summary.json --out $W/age > $W/age.log 2>&1
@@ -42,9 +43,9 @@ PYTHONPATH=BrainAge $P scripts/candidate_models.py $W/files $M --note "teacher-c
 [ -f $W/evaluate-ixi/summary.json ] || $B evaluate-ixi --out $W/evaluate-ixi > $W/evaluate-ixi.log 2>&1
 [ -f $W/robustness/summary.json ] || $B evaluate-robustness --n-camcan 6 --n-ixi 6 --out $W/robustness > $W/robustness.log 2>&1
 # 6. one-site CNNs and leave-one-site-out (judge IXI -> Cam-CAN on three seeds, as release 16 was)
-[ -f $W/cnn-camcan/age_cnn.safetensors ] || $B train-cnn --init runs/age_cnn_previous.safetensors --epochs 8 --lr 1e-3 \
+[ -f $W/cnn-camcan/cnn_export.json ] || $B train-cnn --resume --init runs/age_cnn_previous.safetensors --epochs 8 --lr 1e-3 \
   --sites camcan --contrast-consistency 0.01 --copies contrast,motion --second-copies thick --cache $C --out $W/cnn-camcan > $W/cnn-camcan.log 2>&1
-[ -f $W/cnn-ixi/age_cnn.safetensors ] || $B train-cnn --epochs 80 --sites ixi --contrast-consistency 0.01 --copies contrast,motion \
+[ -f $W/cnn-ixi/cnn_export.json ] || $B train-cnn --resume --epochs 80 --sites ixi --contrast-consistency 0.01 --copies contrast,motion \
   --second-copies thick --cache $C --out $W/cnn-ixi > $W/cnn-ixi.log 2>&1
 [ -f $W/evaluate-sites/sites_summary.json ] || $B evaluate-sites --cache $C --age-dir $W/age --cnn-camcan $W/cnn-camcan \
   --cnn-ixi $W/cnn-ixi --out $W/evaluate-sites > $W/evaluate-sites.log 2>&1
