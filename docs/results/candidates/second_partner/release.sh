@@ -24,15 +24,7 @@ $B evaluate-age --out $W/evaluate-age-release
 cp $W/evaluate-age-release/metrics.json $R/age_test_metrics.json
 cp $W/evaluate-age-release/predictions.csv $R/age_test_predictions.csv
 cp $W/evaluate-age-release/scatter.png $R/age_test_scatter.png
-.venv/bin/python - <<'PY'
-import csv
-rows = list(csv.DictReader(open("docs/results/age_test_predictions.csv")))
-with open("BrainAge/Resources/Reference/heldout_test_predictions.csv", "w", newline="") as f:
-    w = csv.writer(f)
-    w.writerow(["age", "ensemble", "volumes", "cnn"])
-    for r in rows:
-        w.writerow([r["age"]] + [f"{float(r[k]):.2f}" for k in ("ensemble", "volumes", "cnn")])
-PY
+.venv/bin/python scripts/chart_reference_cohort.py $R/age_test_predictions.csv
 $B evaluate-sites --cache $C --age-dir $W/age-release --cnn-camcan $W/cnn-camcan --cnn-ixi $W/cnn-ixi \
   --out $W/evaluate-sites-release
 cp $W/evaluate-sites-release/sites_summary.json $R/sites_summary.json

@@ -61,15 +61,7 @@ need $W/evaluate-age-release/metrics.json $W/evaluate-ixi/summary.json $W/robust
 cp $W/evaluate-age-release/metrics.json $R/age_test_metrics.json
 cp $W/evaluate-age-release/predictions.csv $R/age_test_predictions.csv
 cp $W/evaluate-age-release/scatter.png $R/age_test_scatter.png
-.venv/bin/python - <<'PY'
-import csv
-rows = list(csv.DictReader(open("docs/results/age_test_predictions.csv")))
-with open("BrainAge/Resources/Reference/heldout_test_predictions.csv", "w", newline="") as f:
-    w = csv.writer(f)
-    w.writerow(["age", "ensemble", "volumes", "cnn"])
-    for r in rows:
-        w.writerow([r["age"]] + [f"{float(r[k]):.2f}" for k in ("ensemble", "volumes", "cnn")])
-PY
+.venv/bin/python scripts/chart_reference_cohort.py $R/age_test_predictions.csv
 cp $W/evaluate-ixi/ixi.csv $R/ixi_native.csv
 cp $W/evaluate-ixi/summary.json $R/ixi_native_summary.json
 cp $W/robustness/robustness.csv $R/robustness_release18.csv
