@@ -5,9 +5,10 @@ the age models' training runs, and reports:
 
 - **leave-one-site-out**: approach A, B and their ensemble trained on Cam-CAN, tested on IXI
   (``ixi120`` and ``ixi10``); and trained on IXI (``ixi120``), tested on Cam-CAN ``test``;
-- **calibration to a new site**: IXI held out, the Cam-CAN-trained models calibrated on ``k``
-  IXI controls (offset only; age layer; features + age, :class:`~BrainAgeLib.calibration.SiteCalibration`)
-  and tested on the other IXI subjects, over repeated random draws of the controls;
+- **calibration to a new site**: each site held out in turn, the other site's models calibrated
+  on ``k`` of its controls (offset only; age layer; features + age,
+  :class:`~BrainAgeLib.calibration.SiteCalibration`) and tested on its other subjects, over
+  repeated random draws of the controls;
 - **site distance of the features**: how well a classifier tells Cam-CAN from IXI among
   age-matched people from approach A's features (cross-validated AUC; 0.5 = indistinguishable).
 """
@@ -116,22 +117,35 @@ def leave_one_site_out(f, name: str, cnn_dirs: dict, weight_a: float, seed: int 
     return out
 
 
+CALIBRATION_SIDES = {   # held-out site -> (training site, its controls' split, its test rows' split)
+    "ixi": ("camcan", "ixi120", None),          # controls from ixi120, tested on the rest + ixi10
+    "camcan": ("ixi", "reg_train", "test"),     # controls from reg_train, tested on ``test``
+}
+
+
 def calibration_experiment(f, name: str, cnn_dir, weight_a: float, ks=(5, 10, 20, 40),
-                           draws: int = 20, seed: int = 20261123, recipe: dict | None = None) -> list[dict]:
-    """IXI held out: Cam-CAN-trained A (and B from ``cnn_dir``) calibrated on ``k`` IXI
-    controls drawn from ``ixi120`` and tested on every other IXI subject (ixi120 rest + ixi10),
-    ``draws`` times per ``k``. Methods: none; offset (median gap); age (offset + shrunk slope);
-    features + age (ComBat-style :class:`~BrainAgeLib.calibration.SiteCalibration`)."""
+                           draws: int = 20, seed: int = 20261123, recipe: dict | None = None,
+                           held_out: str = "ixi") -> list[dict]:
+    """One site held out (``"ixi"`` or ``"camcan"``, :data:`CALIBRATION_SIDES`): A trained on the
+    other site (and B from ``cnn_dir``, a CNN trained there) calibrated on ``k`` controls of the
+    held-out site and tested on its other subjects, ``draws`` times per ``k``: IXI held out,
+    controls from ``ixi120``, tested on the rest of ``ixi120`` and ``ixi10``; Cam-CAN held out,
+    controls from ``reg_train``, tested on ``test``. Methods: none; offset (median gap); age
+    (offset + shrunk slope); features + age (ComBat-style
+    :class:`~BrainAgeLib.calibration.SiteCalibration`). MAE in years."""
     from .calibration import FeatureReference, SiteCalibration
     from .regression import AgeBiasCorrection, SiteOffset
-    tr, va = training_partition(f, ("camcan",), 60, 20, seed)
+    if held_out not in CALIBRATION_SIDES:
+        raise ValueError(f"held_out: expected one of {', '.join(CALIBRATION_SIDES)}, got {held_out!r}")
+    train_site, control_split, test_split = CALIBRATION_SIDES[held_out]
+    tr, va = training_partition(f, (train_site,), 60, 20, seed)
     pool = np.sort(np.concatenate([tr, va]))
     model, bias_a, feats, oof = _fit_a(f, pool, name, seed, **(recipe or {}))
     pos = {int(j): k for k, j in enumerate(pool)}
     reference = FeatureReference(cell=int(feats[1:])).fit(feature_matrix(f, pool, feats), f["age"][pool])
-    ixi = np.flatnonzero(f["site"] == "ixi")
-    X_ixi = feature_matrix(f, ixi, feats)
-    y_ixi = f["age"][ixi].astype(float)
+    site = np.flatnonzero(f["site"] == held_out)
+    X_site = feature_matrix(f, site, feats)
+    y_site = f["age"][site].astype(float)
     use_b = cnn_dir is not None and (Path(cnn_dir) / "age_cnn.safetensors").exists()
     if use_b:
         w = Path(cnn_dir) / "age_cnn.safetensors"
@@ -139,37 +153,38 @@ def calibration_experiment(f, name: str, cnn_dir, weight_a: float, ks=(5, 10, 20
         pb_val = cnn_predictions(f, va, w)
         pa_val = oof[[pos[int(j)] for j in va]]
         bias = AgeBiasCorrection().fit(weight_a * pa_val + (1 - weight_a) * pb_val, yv)
-        raw_b = cnn_predictions(f, ixi, w)
+        raw_b = cnn_predictions(f, site, w)
     else:
         bias, raw_b = bias_a, None
 
     def ages(X):
         raw = model.predict(X)
         return bias(raw if raw_b is None else weight_a * raw + (1 - weight_a) * raw_b)
-    base = ages(X_ixi)
+    base = ages(X_site)
     rng = np.random.default_rng(seed)
-    pool_ixi = np.flatnonzero(f["split"][ixi] == "ixi120")
+    pool_site = np.flatnonzero(f["split"][site] == control_split)
+    tested = None if test_split is None else np.flatnonzero(f["split"][site] == test_split)
     rows = []
     for k in ks:
         res = {m: [] for m in ("none", "offset", "age", "features+age")}
         r_gap = {m: [] for m in res}
         for _ in range(draws):
-            ctrl = rng.choice(pool_ixi, size=k, replace=False)
-            rest = np.setdiff1d(np.arange(len(ixi)), ctrl)
-            yc, yr = y_ixi[ctrl], y_ixi[rest]
+            ctrl = rng.choice(pool_site, size=k, replace=False)
+            rest = np.setdiff1d(np.arange(len(site)), ctrl) if tested is None else tested
+            yc, yr = y_site[ctrl], y_site[rest]
             preds = {"none": base[rest],
                      "offset": np.array([SiteOffset().fit(base[ctrl], yc).offset_age(p) for p in base[rest]]),
                      "age": np.array([SiteCalibration().fit_ages(base[ctrl], yc).correct_age(p) for p in base[rest]])}
-            cal = SiteCalibration().fit_features(X_ixi[ctrl], yc, reference)
-            first = ages(cal.harmonize(X_ixi))
-            harmonised = ages(cal.harmonize(X_ixi, first, reference))
+            cal = SiteCalibration().fit_features(X_site[ctrl], yc, reference)
+            first = ages(cal.harmonize(X_site))
+            harmonised = ages(cal.harmonize(X_site, first, reference))
             cal.fit_ages(harmonised[ctrl], yc)
             preds["features+age"] = np.array([cal.correct_age(p) for p in harmonised[rest]])
             for m, p in preds.items():
                 res[m].append(np.mean(np.abs(p - yr)))
                 r_gap[m].append(np.corrcoef(p - yr, yr)[0, 1])
         for m in res:
-            rows.append({"k": k, "method": m, "mae": round(float(np.mean(res[m])), 2),
+            rows.append({"held_out": held_out, "k": k, "method": m, "mae": round(float(np.mean(res[m])), 2),
                          "mae_sd": round(float(np.std(res[m])), 2),
                          "r_gap_age": round(float(np.mean(r_gap[m])), 3), "draws": draws,
                          "approach": "ensemble" if use_b else "A"})
@@ -279,14 +294,17 @@ def evaluate_sites(cache_path, out_dir, age_model_dir, cnn_dirs: dict, log=print
         log(f"A's weight by site-level cross-validation: {summary['site_cv_weight']:.2f} "
             f"(the models' own: {w:.2f})")
     log(json.dumps(summary["leave_one_site_out"], indent=1))
-    # Cam-CAN-trained models, calibrated and tested on IXI: IXI as ``reread`` holds it
+    # each site held out in turn: the other site's models calibrated on its controls (IXI as
+    # ``reread`` holds it; Cam-CAN, which ``reread`` does not re-read, from the cache)
     rows = calibration_experiment(f if reread is None else reread, name, cnn_dirs.get("camcan"), w, recipe=recipe)
+    if cnn_dirs.get("ixi") is not None and reread is None:
+        rows += calibration_experiment(f, name, cnn_dirs["ixi"], w, recipe=recipe, held_out="camcan")
     with open(out / "calibration.csv", "w", newline="") as fh:
         wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
         wr.writeheader()
         wr.writerows(rows)
     for r in rows:
-        log(f"  k={r['k']:>2} {r['method']:<13} MAE {r['mae']:.2f} ± {r['mae_sd']:.2f}  r(gap, age) {r['r_gap_age']:+.2f}")
+        log(f"  {r['held_out']:>6} held out, k={r['k']:>2} {r['method']:<13} MAE {r['mae']:.2f} ± {r['mae_sd']:.2f}  r(gap, age) {r['r_gap_age']:+.2f}")
     summary["calibration"] = rows
     (out / "sites_summary.json").write_text(json.dumps(summary, indent=1))
     return summary
