@@ -31,10 +31,32 @@ SLOPE_PRIOR_N = 40       # controls at which the fitted slope gets half the weig
 MIN_SPAN_YEARS = 20.0    # age span of the controls below which no slope is fitted
 
 
-def median_standard_error(mad: float, n: int) -> float:
-    """Standard error (years) of the median of ``n`` normal gaps whose median absolute deviation
-    is ``mad``: 1.2533 x 1.4826 x MAD / sqrt(n); infinite without controls."""
-    return 1.2533 * 1.4826 * mad / math.sqrt(n) if n else math.inf
+EXACT_WALSH_MAX = 3000    # controls up to which the Hodges-Lehmann estimate uses every pair
+
+
+def hodges_lehmann(x) -> float:
+    """The Hodges-Lehmann location of ``x`` (years): the median of the Walsh averages
+    (x_i + x_j) / 2, i <= j. Robust like the median (a quarter of the values can be wild,
+    breakdown 29 %) but, for normal gaps, as efficient as the mean within 5 % (the median: 64 %),
+    so a site's offset from k controls misses by about 20 % less (k = 20: 1.37 against 1.84
+    years over draws on IXI; ``docs/results/candidates/offset_estimator/``). Above
+    :data:`EXACT_WALSH_MAX` values, from 4.5 million seeded random pairs."""
+    x = np.asarray(x, float)
+    if x.size == 0:
+        raise ValueError("no values")
+    if x.size <= EXACT_WALSH_MAX:
+        i, j = np.triu_indices(x.size)
+    else:
+        rng = np.random.default_rng(0)
+        i, j = rng.integers(0, x.size, (2, EXACT_WALSH_MAX * (EXACT_WALSH_MAX + 1) // 2))
+    return float(np.median((x[i] + x[j]) / 2))
+
+
+def offset_standard_error(mad: float, n: int) -> float:
+    """Standard error (years) of the Hodges-Lehmann offset (:func:`hodges_lehmann`) of ``n``
+    normal gaps whose median absolute deviation is ``mad``: sqrt(pi / 3) x 1.4826 x MAD /
+    sqrt(n); infinite without controls."""
+    return math.sqrt(math.pi / 3) * 1.4826 * mad / math.sqrt(n) if n else math.inf
 
 
 def _design(age) -> np.ndarray:
@@ -158,9 +180,9 @@ class SiteCalibration:
             w = p.size / (p.size + SLOPE_PRIOR_N)
             b = float(np.clip(w * b_fit + (1 - w) * 1.0, 0.5, 1.5))
         self.slope = b
-        self.intercept = float(np.median(p - b * a))     # robust offset
-        # standard error of that median (years), for the message of `brainage calibrate-site`
-        self.offset_se = median_standard_error(float(np.median(np.abs(p - b * a - self.intercept))), p.size)
+        self.intercept = hodges_lehmann(p - b * a)     # robust offset
+        # its standard error (years), for the message of `brainage calibrate-site`
+        self.offset_se = offset_standard_error(float(np.median(np.abs(p - b * a - self.intercept))), p.size)
         return self
 
     def correct_age(self, age):

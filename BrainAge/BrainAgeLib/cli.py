@@ -394,7 +394,7 @@ def cmd_site_offset(args) -> int:
     site = SiteOffset().fit([float(r["predicted_age"]) for r in rows],
                            [float(r["chronological_age"]) for r in rows])
     Path(args.output).write_text(json.dumps(site.to_dict(), indent=1) + "\n")
-    print(f"site offset {site.offset:+.2f} ± {site.standard_error:.2f} years (median gap of {site.n} controls, "
+    print(f"site offset {site.offset:+.2f} ± {site.standard_error:.2f} years (Hodges-Lehmann gap of {site.n} controls, "
           f"MAD {site.mad:.2f}); wrote {args.output}")
     _warn_small_offset(site.offset, site.standard_error, site.n)
     return 0

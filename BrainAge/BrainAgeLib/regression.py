@@ -176,8 +176,10 @@ class SiteOffset:
     """A scanner's brain-age offset (years), learned from its own healthy controls.
 
     Models trained on one site read scans of another with a roughly constant bias (a "site
-    effect"). ``fit`` takes the controls' predicted and chronological ages and keeps the median
-    gap (robust to a few outliers; a slope would need far more controls);
+    effect"). ``fit`` takes the controls' predicted and chronological ages and keeps the
+    Hodges-Lehmann location of their gaps (:func:`~BrainAgeLib.calibration.hodges_lehmann`: robust
+    to a few outliers like the median, nearly as precise as the mean; a slope would need far more
+    controls);
     ``offset_age(age)`` subtracts it. Saved as JSON.
     """
 
@@ -192,18 +194,20 @@ class SiteOffset:
         if gap.size < self.MIN_CONTROLS:
             raise ValueError(f"a site offset needs at least {self.MIN_CONTROLS} controls with a "
                              f"predicted and a chronological age, got {gap.size}")
-        self.offset = float(np.median(gap))
+        from .calibration import hodges_lehmann
+        self.offset = hodges_lehmann(gap)
         self.n = int(gap.size)
         self.mad = float(np.median(np.abs(gap - self.offset)))
         return self
 
     @property
     def standard_error(self) -> float:
-        """Standard error (years) of the offset, a median of ``n`` gaps: 1.2533 x 1.4826 x MAD /
-        sqrt(n) for normal gaps. An offset within two of them of 0 is mostly sampling error:
-        applying it is more likely to cost accuracy than to gain it (docs/generalisation.md, *How many controls*)."""
-        from .calibration import median_standard_error
-        return median_standard_error(self.mad, self.n)
+        """Standard error (years) of the offset of ``n`` gaps: sqrt(pi / 3) x 1.4826 x MAD /
+        sqrt(n) for normal gaps (:func:`~BrainAgeLib.calibration.offset_standard_error`). An offset
+        within two of them of 0 is mostly sampling error: applying it is more likely to cost
+        accuracy than to gain it (docs/generalisation.md, *How many controls*)."""
+        from .calibration import offset_standard_error
+        return offset_standard_error(self.mad, self.n)
 
     def offset_age(self, age: float | None) -> float | None:
         """``age`` (years) minus the site's offset; None stays None."""

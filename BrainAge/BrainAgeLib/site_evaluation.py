@@ -130,7 +130,7 @@ def calibration_experiment(f, name: str, cnn_dir, weight_a: float, ks=(5, 10, 20
     other site (and B from ``cnn_dir``, a CNN trained there) calibrated on ``k`` controls of the
     held-out site and tested on its other subjects, ``draws`` times per ``k``: IXI held out,
     controls from ``ixi120``, tested on the rest of ``ixi120`` and ``ixi10``; Cam-CAN held out,
-    controls from ``reg_train``, tested on ``test``. Methods: none; offset (median gap); age
+    controls from ``reg_train``, tested on ``test``. Methods: none; offset (:class:`~BrainAgeLib.regression.SiteOffset`); age
     (offset + shrunk slope); features + age (ComBat-style
     :class:`~BrainAgeLib.calibration.SiteCalibration`). MAE in years."""
     from .calibration import FeatureReference, SiteCalibration
