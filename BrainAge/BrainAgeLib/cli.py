@@ -370,6 +370,9 @@ def cmd_calibrate_site(args) -> int:
           f"age slope {cal.slope:.2f}, offset {cal.offset:+.2f} ± {cal.offset_se:.2f} years at their mean age; "
           f"wrote {args.output}")
     _warn_small_offset(cal.offset, cal.offset_se, cal.n)
+    print("note: with each training site held out in turn, the offset alone (brainage site-offset on the "
+          "controls' predict CSV) was more accurate than this calibration at every number of controls "
+          "measured (5-40; docs/generalisation.md: Both directions)", file=sys.stderr)
     return 0
 
 
