@@ -181,7 +181,7 @@ class Tissues(enum.Enum):
 class BrainAgeParameterNode:
     """inputVolume: the T1; outputSegmentation/outputTable: None creates new ones;
     chronologicalAge: years, 0 for unknown; skullStripped: skip brain extraction;
-    siteCalibration: this scanner's calibration JSON (brainage calibrate-site), empty for none."""
+    siteCalibration: this scanner's offset or calibration JSON (brainage site-offset or calibrate-site), empty for none."""
 
     inputVolume: vtkMRMLScalarVolumeNode
     outputSegmentation: vtkMRMLSegmentationNode
