@@ -3,6 +3,9 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from BrainAgeLib.calibration import FeatureReference, SiteCalibration, load_site_calibration
 from BrainAgeLib.qc import OutOfDistribution, age_range_qc, disagreement_qc
@@ -185,3 +188,17 @@ def test_the_site_offset_is_robust_and_nearly_as_precise_as_the_mean():
         offset_standard_error(site.mad, 20))
     big = rng.normal(-2.0, 7.0, 5000)            # beyond the exact pairs: sampled pairs, same answer
     assert abs(hodges_lehmann(big) - np.mean(big)) < 0.1
+
+_gaps = arrays(np.float64, st.integers(5, 60), elements=st.floats(-40, 40, allow_nan=False))
+
+
+@settings(max_examples=200, deadline=None)
+@given(_gaps, st.floats(-30, 30, allow_nan=False))
+def test_the_offset_estimate_moves_with_the_gaps_and_stays_among_them(gaps, shift):
+    """Hodges-Lehmann: shifted gaps shift it, mirrored gaps mirror it (years), and it never
+    leaves the range of the gaps."""
+    from BrainAgeLib.calibration import hodges_lehmann
+    hl = hodges_lehmann(gaps)
+    assert gaps.min() - 1e-9 <= hl <= gaps.max() + 1e-9
+    assert hodges_lehmann(gaps + shift) == pytest.approx(hl + shift, abs=1e-6)
+    assert hodges_lehmann(-gaps) == pytest.approx(-hl, abs=1e-6)
