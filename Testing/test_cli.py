@@ -223,3 +223,33 @@ def test_ages_csv_from_a_spreadsheet(tmp_path):
     assert ages == {"Müller_01": 63.5, "IXI014": 34.24}
     assert cli.match_age(ages, "/data/Müller_01.nii.gz") == 63.5
     assert cli.match_age(ages, "/data/Müller_01_T1.nii.gz") is None     # never a prefix
+
+
+def test_calibrate_site_offset_only_matches_site_offset_on_the_predict_csv(tmp_path):
+    """`calibrate-site --offset-only` on five controls' scans writes the same offset (years) as
+    `site-offset` fitted on their `predict` CSV, and predict reads it back."""
+    from BrainAgeLib.calibration import load_site_calibration
+    from BrainAgeLib.io import read_image
+    from BrainAgeLib.regression import SiteOffset
+    folder = tmp_path / "controls"
+    folder.mkdir()
+    heads = [read_image(f) for f in FIXTURES[:2]]
+    scans = {"c1_T1": heads[0], "c2_T1": heads[1], "c3_T1": sitk.Flip(heads[0], [True, False, False]),
+             "c4_T1": sitk.Flip(heads[1], [True, False, False]), "c5_T1": sitk.Cast(heads[0], sitk.sitkFloat32) * 1.3}
+    for name, img in scans.items():
+        sitk.WriteImage(img, str(folder / f"{name}.nii.gz"))
+    ages = tmp_path / "ages.csv"
+    ages.write_text("subject_id,age\n" + "".join(f"{n},{30 + 2 * i}\n" for i, n in enumerate(scans)))
+    proc = run_cli("calibrate-site", str(folder), "--ages", str(ages), "--offset-only", "--output",
+                   str(tmp_path / "offset.json"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Hodges-Lehmann gap of 5 controls" in proc.stdout
+    direct = load_site_calibration(tmp_path / "offset.json")
+    assert isinstance(direct, SiteOffset) and direct.n == 5
+    proc = run_cli("predict", str(folder), "--ages", str(ages), "--output", str(tmp_path / "controls.csv"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_cli("site-offset", str(tmp_path / "controls.csv"), "--output", str(tmp_path / "from_csv.json"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from_csv = load_site_calibration(tmp_path / "from_csv.json")
+    assert direct.offset == pytest.approx(from_csv.offset, abs=0.02)    # the CSV rounds ages to 0.01
+    assert direct.mad == pytest.approx(from_csv.mad, abs=0.02)

@@ -271,10 +271,14 @@ def read_site_calibration(path: str | Path):
         raise ValueError(f"site calibration {path}: {getattr(e, 'strerror', None) or e}") from None
 
 
-def calibrate_from_scans(scans, ages, approach: str = "ensemble", log=print) -> SiteCalibration:
+def calibrate_from_scans(scans, ages, approach: str = "ensemble", log=print, offset_only: bool = False):
     """Fit a scanner's :class:`SiteCalibration` from its healthy controls: ``scans`` (paths or
     SimpleITK images, run through the whole pipeline once) and their chronological ``ages``
-    (years). Needs the shipped ``feature_reference.json``."""
+    (years). Needs the shipped ``feature_reference.json``. ``offset_only``: the age offset of
+    the controls' uncalibrated predictions alone, a :class:`~BrainAgeLib.regression.SiteOffset`
+    (what ``brainage site-offset`` fits from their ``predict`` CSV): with each training site held
+    out in turn it was more accurate than features + age at every number of controls measured
+    (docs/generalisation.md, *Both directions*)."""
     import SimpleITK as sitk
     from . import models
     from .io import read_image, validate_image
@@ -296,6 +300,10 @@ def calibrate_from_scans(scans, ages, approach: str = "ensemble", log=print) -> 
         images.append(sitk.GetArrayFromImage(prep.image))
         slices.append(slice_geometry(img))     # thick-slice controls: the ensemble predict() gives them
         log(f"[{i + 1}/{len(scans)}] {scan if isinstance(scan, str) else 'image'} segmented")
+    if offset_only:
+        from .regression import SiteOffset
+        return SiteOffset().fit([predict_ages(p, im, approach=approach, slices=sl)["predicted_age"]
+                                 for p, im, sl in zip(probs, images, slices)], ages)
     cal = SiteCalibration().fit_features(np.stack(feats), ages, reference)
     predicted = [predict_ages(p, im, approach=approach, calibration=cal, slices=sl)["predicted_age"]
                  for p, im, sl in zip(probs, images, slices)]
