@@ -251,6 +251,30 @@ def test_cnn_augmentation_gives_every_partner_of_a_scan_the_same_draw():
     assert torch.equal(one, a) and torch.equal(b1, b)   # a second partner draws nothing more
 
 
+def test_cnn_zoom_augmentation_scales_the_brain_and_is_off_by_default():
+    """``max_zoom``: a factor 1 is the identity, 0.8 shrinks a centred blob's extent by 0.8 (4 mm
+    voxels), partners get the same zoom, and without it the draws are those of before."""
+    from BrainAgeLib.training.cnn import _augment_cnn, zoom_input
+    g = torch.stack(torch.meshgrid(*[torch.arange(n, dtype=torch.float32) - (n - 1) / 2 for n in (24, 28, 20)],
+                                   indexing="ij"))
+    blob = (g.pow(2).sum(0) < 8.0 ** 2).float()
+    x = torch.stack([blob] * 4)
+    assert torch.allclose(zoom_input(x, 1.0), x, atol=1e-5)
+
+    def extent(v):
+        w = v[1]
+        return float(torch.sqrt((w * g.pow(2).sum(0)).sum() / w.sum()))
+    assert extent(zoom_input(x, 0.8)) == pytest.approx(0.8 * extent(x), rel=0.03)
+    batch = torch.rand(3, 4, 8, 10, 6)
+    plain = _augment_cnn(batch, torch.Generator().manual_seed(0), 2)
+    assert torch.equal(plain, _augment_cnn(batch, torch.Generator().manual_seed(0), 2, max_zoom=0.0))
+    copy = batch.clone()
+    copy[:, 1:] += 1.0
+    a, b = _augment_cnn(batch, torch.Generator().manual_seed(0), 2, partner=copy, max_zoom=0.1)
+    assert not torch.equal(a, plain)
+    assert torch.equal(b[:, :1], a[:, :1])                  # the partner's T1 got the same zoom
+
+
 def test_loss_with_partners_one_partner_is_the_shipped_loss_and_an_anchored_one_leaves_the_scan():
     import torch.nn.functional as F
     from BrainAgeLib.cnn import expected_age, soft_labels

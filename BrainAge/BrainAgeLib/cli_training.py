@@ -81,7 +81,7 @@ def cmd_train_cnn(args) -> int:
                                                if args.second_copies else ()),
                     consistency_second_anchored=args.second_anchored, consistency_second_weight=args.second_weight,
                     consistency_ixi_weight=args.consistency_ixi_weight, export=args.export,
-                    site_adversarial=args.site_adversarial)
+                    site_adversarial=args.site_adversarial, max_zoom=args.max_zoom)
     weights = train_cnn(Path(args.data) / "camcan", args.out, cfg, cache_path=args.cache,
                         resume=args.resume, log=lambda m: print(m, flush=True))
     if args.ship:
@@ -322,6 +322,9 @@ def add_training_commands(sub) -> None:
     tc.add_argument("--site-adversarial", type=float, default=0.0, metavar="WEIGHT",
                     help="train a site classifier on the CNN's pooled features through gradient reversal, so "
                          "that they stop telling Cam-CAN from IXI (needs both sites); 0: off (default)")
+    tc.add_argument("--max-zoom", type=float, default=0.0, metavar="Z",
+                    help="zoom each training input isotropically by a random factor in [1 - Z, 1 + Z] "
+                         "(so that brain size in model space is not read as age); 0: off (default)")
     tc.add_argument("--export", choices=("best", "ema", "final"), default="best",
                     help="weights written: the moving average (ema), the last step's (final), or whichever "
                          "reads the validation subjects better (best, default; cnn_export.json says which)")

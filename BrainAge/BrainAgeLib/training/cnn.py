@@ -33,6 +33,8 @@ class CNNConfig:
                                     # step's ("final"), or whichever reads validation better ("best")
     sigma: float = 1.0              # soft-label width (years)
     max_shift: int = 2              # random translation (4 mm voxels)
+    max_zoom: float = 0.0           # random isotropic zoom of each input by a factor in [1 - z, 1 + z]
+                                    # about the grid's centre (brain size is not age; 0: off)
     degraded_prob: float = 0.5      # share of samples drawn from the degraded, re-segmented copy
     init_weights: str | None = None  # fine-tune these safetensors instead of starting afresh
     contrast_consistency: float = 0.0  # weight of the age difference (years²) between each scan and
@@ -99,11 +101,21 @@ class _GradientReversal(torch.autograd.Function):
         return -ctx.weight * grad, None
 
 
+def zoom_input(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """A CNN input (C, z, y, x) zoomed isotropically by ``factor`` about the grid's centre
+    (> 1: the brain larger), trilinear, zero outside."""
+    theta = torch.zeros(1, 3, 4, dtype=x.dtype)
+    theta[0, 0, 0] = theta[0, 1, 1] = theta[0, 2, 2] = 1.0 / factor
+    grid = F.affine_grid(theta, [1, *x.shape], align_corners=False)
+    return F.grid_sample(x[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+
+
 def _augment_cnn(x: torch.Tensor, gen: torch.Generator, max_shift: int,
-                 partner: torch.Tensor | Sequence[torch.Tensor] | None = None):
-    """Random flip, shift and T1 gamma/scale of each CNN input (B, 4, z, y, x). ``partner``
-    (same shape, or a list of such): each of its inputs gets the same draw as ``x``'s; returns
-    ``(x, partner)`` (``partner`` a list when a list was given)."""
+                 partner: torch.Tensor | Sequence[torch.Tensor] | None = None, max_zoom: float = 0.0):
+    """Random flip, shift and T1 gamma/scale of each CNN input (B, 4, z, y, x), and with
+    ``max_zoom`` > 0 an isotropic zoom (:func:`zoom_input`, factor in [1 - max_zoom, 1 + max_zoom]).
+    ``partner`` (same shape, or a list of such): each of its inputs gets the same draw as ``x``'s;
+    returns ``(x, partner)`` (``partner`` a list when a list was given)."""
     b = x.shape[0]
     many = partner is not None and not isinstance(partner, torch.Tensor)
     partners = [] if partner is None else list(partner) if many else [partner]
@@ -114,8 +126,11 @@ def _augment_cnn(x: torch.Tensor, gen: torch.Generator, max_shift: int,
         shifts = [int(s) for s in torch.randint(-max_shift, max_shift + 1, (3,), generator=gen)]
         gamma = float(torch.exp((torch.rand(1, generator=gen) - 0.5) * 0.6))
         scale = float(0.9 + 0.2 * torch.rand(1, generator=gen))
+        zoom = float(1 + max_zoom * (2 * torch.rand(1, generator=gen) - 1)) if max_zoom > 0 else 1.0
         for src, dst in zip([x, *partners], [out, *outs]):
             xi = src[i].flip(-1) if flip else src[i]
+            if zoom != 1.0:
+                xi = zoom_input(xi, zoom)
             xi = torch.roll(xi, shifts=shifts, dims=(1, 2, 3))
             dst[i] = torch.cat([(xi[0:1].clamp(min=0) ** gamma) * scale, xi[1:]])
     if partner is None:
@@ -247,13 +262,14 @@ def train_cnn(data_dir, out_dir, config: CNNConfig | None = None, cache_path=Non
                 xb = torch.where(use.view(-1, 1, 1, 1, 1), X_deg[idx], xb)
             target = soft_labels(y[idx], cfg.sigma)
             if not partner_sets:
-                xb = _augment_cnn(xb, gen, cfg.max_shift).contiguous(memory_format=torch.channels_last_3d)
+                xb = _augment_cnn(xb, gen, cfg.max_shift, max_zoom=cfg.max_zoom).contiguous(
+                    memory_format=torch.channels_last_3d)
                 logits, emb = forward(xb)
                 loss = F.kl_div(logits.log_softmax(-1), target, reduction="batchmean")
                 site = is_ixi[idx].float()
             else:       # the scan and its acquisition copies: each the right age, and the same age
                 partners = [_draw_partner(copies, idx, gen) for copies in partner_sets]
-                xb, xgs = _augment_cnn(xb, gen, cfg.max_shift, partner=partners)
+                xb, xgs = _augment_cnn(xb, gen, cfg.max_shift, partner=partners, max_zoom=cfg.max_zoom)
                 n = len(idx)
                 every, emb = forward(torch.cat([xb, *xgs]).contiguous(memory_format=torch.channels_last_3d))
                 logits = every[:n]
