@@ -29,18 +29,25 @@ def _fit_a(f, idx, name: str, seed: int, degraded: bool = True, invariance: floa
     """Approach A (the regressor ``name``) fitted on the cache rows ``idx`` with out-of-fold
     bias correction, by the shipped recipe (degraded copies; ``invariance`` penalty with the
     acquisition ``copies``, kind -> cache); returns ``(model, bias, feats, out-of-fold raw ages of idx)``."""
-    from sklearn.model_selection import KFold
-    from .regression import AgeBiasCorrection
     est, feats = candidate_regressors(seed, invariance)[name]
     X, Xd, y = feature_matrix(f, idx, feats), feature_matrix(f, idx, feats, True), f["age"][idx].astype(float)
-    Xc = copy_matrices(copies or {}, idx, feats)
+    model, bias, oof = fit_a_matrices(est, X, y, Xd if degraded else None, copy_matrices(copies or {}, idx, feats), seed)
+    return model, bias, feats, oof
+
+
+def fit_a_matrices(est, X, y, X_deg=None, copies=(), seed: int = 20261123):
+    """``est`` fitted on the design matrix ``X`` and ages ``y`` (years) with each row's degraded
+    copy ``X_deg`` and acquisition ``copies`` (:func:`~.training.age_model.fit_regressor`), and its
+    bias correction fitted on 5-fold shuffled out-of-fold ages; returns ``(model, bias, oof)``."""
+    from sklearn.model_selection import KFold
+    from .regression import AgeBiasCorrection
 
     def fit(rows):
-        return fit_regressor(est, X[rows], y[rows], Xd[rows] if degraded else None, [c[rows] for c in Xc])
+        return fit_regressor(est, X[rows], y[rows], None if X_deg is None else X_deg[rows], [c[rows] for c in copies])
     oof = np.zeros_like(y)
     for a, b in KFold(5, shuffle=True, random_state=seed).split(X):
         oof[b] = fit(a).predict(X[b])
-    return fit(np.arange(len(y))), AgeBiasCorrection().fit(oof, y), feats, oof
+    return fit(np.arange(len(y))), AgeBiasCorrection().fit(oof, y), oof
 
 
 def _summary(pred, age) -> dict:

@@ -51,10 +51,9 @@ def variant(X: np.ndarray, kind: str, n_cells: int) -> np.ndarray:
 
 
 def main() -> None:
-    from sklearn.model_selection import KFold
-    from BrainAgeLib.regression import AgeBiasCorrection, VolumeAgeRegressor
-    from BrainAgeLib.site_evaluation import _summary
-    from BrainAgeLib.training.age_model import copy_matrices, feature_matrix, fit_regressor
+    from BrainAgeLib.regression import VolumeAgeRegressor
+    from BrainAgeLib.site_evaluation import _summary, fit_a_matrices
+    from BrainAgeLib.training.age_model import copy_matrices, feature_matrix
     from BrainAgeLib.training.cnn import training_partition
     from BrainAgeLib.training.features import acquisition_copies, model_space_features
     f = model_space_features(None, CACHE)
@@ -75,15 +74,9 @@ def main() -> None:
                 X, Xd = tf(feature_matrix(f, idx, feats)), tf(feature_matrix(f, idx, feats, True))
                 Xc = [tf(c) for c in copy_matrices(copies, idx, feats)]
                 y = f["age"][idx].astype(float)
-                est = VolumeAgeRegressor(alpha=alpha, cell=6, invariance=0.3)
-
-                def fit(r):
-                    return fit_regressor(est, X[r], y[r], Xd[r], [c[r] for c in Xc])
-                oof = np.zeros_like(y)
-                for a, b in KFold(5, shuffle=True, random_state=SEED).split(X):
-                    oof[b] = fit(a).predict(X[b])
-                bias = AgeBiasCorrection().fit(oof, y)
-                pred = bias(fit(np.arange(len(y))).predict(tf(feature_matrix(f, rows, feats))))
+                model, bias, _ = fit_a_matrices(VolumeAgeRegressor(alpha=alpha, cell=6, invariance=0.3),
+                                                X, y, Xd, Xc, SEED)
+                pred = bias(model.predict(tf(feature_matrix(f, rows, feats))))
                 s = _summary(pred, f["age"][rows].astype(float))
                 line += f" | {s['mae']:.2f}, {s['mean_gap']:+.2f}, {s['r_gap_age']:+.2f}"
             print(line, flush=True)

@@ -56,10 +56,8 @@ def features(m: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    from sklearn.model_selection import KFold
-    from BrainAgeLib.regression import AgeBiasCorrection, VolumeAgeRegressor
-    from BrainAgeLib.site_evaluation import _summary
-    from BrainAgeLib.training.age_model import fit_regressor
+    from BrainAgeLib.regression import VolumeAgeRegressor
+    from BrainAgeLib.site_evaluation import _summary, fit_a_matrices
     from BrainAgeLib.training.cnn import training_partition
     f = dict(np.load(f"{D}/features.npz", mmap_mode="r"))
     maps = {"": f["cnn"], "_deg": f["cnn_deg"],
@@ -86,15 +84,8 @@ def main() -> None:
             X, Xd = mat("", idx), mat("_deg", idx)
             Xc = [mat("_gam", idx), mat("_mot", idx)]
             y = f["age"][idx].astype(float)
-            est = VolumeAgeRegressor(alpha=0.3, invariance=0.3)
-
-            def fit(r):
-                return fit_regressor(est, X[r], y[r], Xd[r], [c[r] for c in Xc])
-            oof = np.zeros_like(y)
-            for a, b in KFold(5, shuffle=True, random_state=SEED).split(X):
-                oof[b] = fit(a).predict(X[b])
-            bias = AgeBiasCorrection().fit(oof, y)
-            s = _summary(bias(fit(np.arange(len(y))).predict(mat("", rows))), f["age"][rows].astype(float))
+            model, bias, _ = fit_a_matrices(VolumeAgeRegressor(alpha=0.3, invariance=0.3), X, y, Xd, Xc, SEED)
+            s = _summary(bias(model.predict(mat("", rows))), f["age"][rows].astype(float))
             line += f" | {s['mae']:.2f}, {s['mean_gap']:+.2f}, {s['r_gap_age']:+.2f}"
         print(line, flush=True)
 
