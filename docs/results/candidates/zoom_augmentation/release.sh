@@ -3,7 +3,7 @@
 # not reject it): ship the zoom candidate. Every model file is re-exported by its own brainage
 # command with --ship (the same bytes as the candidate folder its held-out figures came from,
 # checked at the end), so the manifest records how each was made. B's run started from release
-# 18's CNN (age_cnn.safetensors, SHA256 8e052f71...); --resume re-exports the finished run.
+# 18's CNN (SHA256 8e052f71..., commit 52ed036); --resume re-exports the finished run.
 #   bash docs/results/candidates/zoom_augmentation/release.sh [models|figures|all]
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
@@ -16,8 +16,11 @@ STEP=${1:-all}
 need() { for f in "$@"; do [ -f $f ] || { echo "the candidate chains have not finished: $f missing"; exit 1; }; done; }
 if [ $STEP != figures ]; then
 need $W/cnn-both/cnn_export.json $W/thick/thick_slice_weights.json $W/robustness/summary.json
-# 1. B and A, as ship_chain.sh trained them (B re-exported by its rule; A is deterministic)
-$B train-cnn --resume --init BrainAge/Resources/Models/age_cnn.safetensors --epochs 16 --lr 1e-3 --max-zoom 0.1 \
+# 1. B and A, as ship_chain.sh trained them (B re-exported by its rule; A is deterministic). B's
+#    starting point kept out of the models folder that --ship rewrites: release 18's CNN from git
+git show 52ed036:BrainAge/Resources/Models/age_cnn.safetensors > $W/age_cnn_release18.safetensors
+echo "8e052f7196ce6f1443936555c43c8c3ce454827ea2c3c08fd71ae34e61a2dbf4  $W/age_cnn_release18.safetensors" | sha256sum -c
+$B train-cnn --resume --init $W/age_cnn_release18.safetensors --epochs 16 --lr 1e-3 --max-zoom 0.1 \
   --contrast-consistency 0.01 --copies contrast,motion --second-copies thick --cache $C --out $W/cnn-both --ship
 $B train-age-model --cnn-dir $W/cnn-both --invariance 0.3 --copies contrast,motion --cache $C \
   --ensemble-weight $Z/sites_summary_seed1.json --out $W/age-release --ship
