@@ -274,7 +274,7 @@ def read_site_calibration(path: str | Path):
 def calibrate_from_scans(scans, ages, approach: str = "ensemble", log=print, offset_only: bool = False):
     """Fit a scanner's :class:`SiteCalibration` from its healthy controls: ``scans`` (paths or
     SimpleITK images, run through the whole pipeline once) and their chronological ``ages``
-    (years). Needs the shipped ``feature_reference.json``. ``offset_only``: the age offset of
+    (years). Needs the shipped ``feature_reference.json`` (not for ``offset_only``). ``offset_only``: the age offset of
     the controls' uncalibrated predictions alone, a :class:`~BrainAgeLib.regression.SiteOffset`
     (what ``brainage site-offset`` fits from their ``predict`` CSV): with each training site held
     out in turn it was more accurate than features + age at every number of controls measured
@@ -285,17 +285,18 @@ def calibrate_from_scans(scans, ages, approach: str = "ensemble", log=print, off
     from .pipeline import segment_image
     from .regression import _load_age_model, _load_feature_reference, predict_ages, volume_features
     folder = str(models.models_dir())
-    ref_d = _load_feature_reference(folder)
-    if ref_d is None:
-        raise RuntimeError("this installation ships no feature_reference.json: cannot calibrate features")
-    reference = ref_d["_reference"]
-    cell = _load_age_model(folder)["_volumes"].cell
+    if not offset_only:         # the features' calibration needs the training reference
+        ref_d = _load_feature_reference(folder)
+        if ref_d is None:
+            raise RuntimeError("this installation ships no feature_reference.json: cannot calibrate features")
+        reference, cell = ref_d["_reference"], _load_age_model(folder)["_volumes"].cell
     from .qc import slice_geometry
     feats, probs, images, slices = [], [], [], []
     for i, scan in enumerate(scans):
         img = validate_image(scan) if isinstance(scan, sitk.Image) else read_image(scan)
         prep, prob, _ = segment_image(img)
-        feats.append(volume_features(prob, cell))
+        if not offset_only:
+            feats.append(volume_features(prob, cell))
         probs.append(prob)
         images.append(sitk.GetArrayFromImage(prep.image))
         slices.append(slice_geometry(img))     # thick-slice controls: the ensemble predict() gives them

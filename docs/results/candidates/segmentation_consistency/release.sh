@@ -36,24 +36,8 @@ $B train-normative --table $W/age-release/normative_table.csv --ship
 cp $W/age-release/normative_table.csv $R/normative_table.csv
 # 5. the shipped files are the ones measured: the same tensors (a re-export may order the
 #    safetensors header differently) and the same JSON but for the SHA256 the lines record
-.venv/bin/python - <<'PY'
-import json, sys
-import torch
-from safetensors.torch import load_file
-shipped, measured = "BrainAge/Resources/Models/", "runs/segcons/w3/models/"
-bad = []
-for n in ["resunet.safetensors", "age_cnn.safetensors"]:
-    a, b = load_file(shipped + n), load_file(measured + n)
-    if a.keys() != b.keys() or not all(torch.equal(a[k], b[k]) for k in a):
-        bad.append(n)
-for n in ["age_model.json", "feature_reference.json", "thick_slice_weights.json"]:
-    a, b = (json.load(open(d + n)) for d in (shipped, measured))
-    a.pop("fitted_for", None), b.pop("fitted_for", None)
-    if a != b:
-        bad.append(n)
-print("shipped = measured:", "yes" if not bad else f"NO: {bad}")
-sys.exit(1 if bad else 0)
-PY
+.venv/bin/python scripts/shipped_equals_measured.py runs/segcons/w3/models --networks resunet.safetensors age_cnn.safetensors \
+  --json age_model.json feature_reference.json thick_slice_weights.json
 fi
 [ $STEP = models ] && exit 0
 need $W/evaluate-age-release/metrics.json $W/evaluate-ixi/summary.json $W/robustness/summary.json

@@ -34,23 +34,8 @@ cp $W/thick-release/thick_slices.csv $R/thick_slice_weights_fit.csv
 $B train-normative --table $W/age-release/normative_table.csv --ship
 cp $W/age-release/normative_table.csv $R/normative_table.csv
 # 4. the shipped files are the ones measured (a re-export may order the safetensors header differently)
-.venv/bin/python - <<'PY'
-import json, sys
-import torch
-from safetensors.torch import load_file
-shipped, measured = "BrainAge/Resources/Models/", "runs/zoomship/models-lines/"
-bad = []
-a, b = load_file(shipped + "age_cnn.safetensors"), load_file(measured + "age_cnn.safetensors")
-if a.keys() != b.keys() or not all(torch.equal(a[k], b[k]) for k in a):
-    bad.append("age_cnn.safetensors")
-for n in ["age_model.json", "feature_reference.json", "thick_slice_weights.json"]:
-    a, b = (json.load(open(d + n)) for d in (shipped, measured))
-    a.pop("fitted_for", None), b.pop("fitted_for", None)
-    if a != b:
-        bad.append(n)
-print("shipped = measured:", "yes" if not bad else f"NO: {bad}")
-sys.exit(1 if bad else 0)
-PY
+.venv/bin/python scripts/shipped_equals_measured.py runs/zoomship/models-lines --networks age_cnn.safetensors \
+  --json age_model.json feature_reference.json thick_slice_weights.json
 fi
 [ $STEP = models ] && exit 0
 need $W/evaluate-age/metrics.json $W/evaluate-ixi/summary.json $W/robustness/summary.json $W/evaluate-sites/sites_summary.json
