@@ -5,9 +5,11 @@ measures ``pipeline.predict`` checks after registration: template similarity, wh
 (before harmonisation), grey/white edge sharpness (on the GM/WM-mapped intensities, as its
 threshold was set) and the focal-abnormality volume (after the second pass when
 ``pipeline.HARMONIZE_RAW_SCANS``; off since release 12). Prints each measure's range and how many heads its
-threshold flags, and writes one CSV row per head.
+threshold flags, and writes one CSV row per head. With ``--lesion`` each head is also read with a
+45 ml lesion (``degrade.lesion``, placed by the network's own tissue labels of the clean head,
+seeded per head): the focal check's hits on another scanner, ``lesion45_unexpected_csf_ml``.
 
-    python scripts/measure_ixi_qc.py [--cache runs/features/ixi_model_space.npz] [--out docs/results/ixi_qc_false_alarms.csv]
+    python scripts/measure_ixi_qc.py [--cache runs/features/ixi_model_space.npz] [--out docs/results/ixi_qc_false_alarms.csv] [--lesion]
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", default="runs/features/ixi_model_space.npz")
     ap.add_argument("--out", default="docs/results/ixi_qc_false_alarms.csv")
+    ap.add_argument("--lesion", action="store_true", help="also read each head with a 45 ml lesion")
     args = ap.parse_args()
     space = np.load(args.cache)
     print(f"{args.cache}: registration {space['registration'] if 'registration' in space else 'affine'}")
@@ -39,12 +42,25 @@ def main() -> None:
         rows.append({"subject_id": str(sid), "similarity": round(float(sim), 4), "wm_snr": round(snr, 1),
                      "edge_sharpness": round(sharpness_of_registered(arr, prob, medians), 3),
                      "unexpected_csf_ml": round(qc.unexpected_csf_ml(prob), 2)})
+        if args.lesion:
+            rows[-1]["lesion45_unexpected_csf_ml"] = round(_lesion_ml(net, arr, prob, seed=len(rows)), 2)
         print(rows[-1], flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    if args.lesion:
+        for name, part in (("ixi120", [r for r in rows if r["subject_id"] in _ixi10_ids(space)[1]]),
+                           ("ixi10", [r for r in rows if r["subject_id"] in _ixi10_ids(space)[0]])):
+            clean = np.array([r["unexpected_csf_ml"] for r in part])
+            hit = np.array([r["lesion45_unexpected_csf_ml"] for r in part])
+            print(f"{name} ({len(part)} heads), focal volume (ml) clean / with a 45 ml lesion, "
+                  f"flagged above each threshold:")
+            for t in (2.0, 2.5, 3.0, 3.5, 4.0):
+                print(f"  > {t:g} ml: clean {(clean > t).sum()}, lesion {(hit > t).sum()}")
+            print(f"  lesion: median {np.median(hit):.2f}, 10th-90th pct {np.percentile(hit, 10):.2f}-"
+                  f"{np.percentile(hit, 90):.2f}")
     checks = (("similarity", MIN_SIMILARITY, "below"), ("wm_snr", qc.MIN_WM_SNR, "below"),
               ("edge_sharpness", qc.MIN_EDGE_SHARPNESS, "below"), ("unexpected_csf_ml", qc.FOCAL_MAX_ML, "above"))
     print(f"\n{len(rows)} clean IXI heads:\n")
@@ -56,6 +72,30 @@ def main() -> None:
         p5, p50, p95 = np.percentile(x, [5, 50, 95])
         print(f"| {key} | {x.min():.2f} | {p5:.2f} | {p50:.2f} | {p95:.2f} | {x.max():.2f} | "
               f"{side} {threshold:g} | {flagged} ({100 * flagged / len(x):.1f} %) |")
+
+
+def _lesion_ml(net, arr: np.ndarray, prob: np.ndarray, seed: int) -> float:
+    """The focal volume (ml) of a registered head with a 45 ml lesion, placed in the tissue of
+    the network's labels of the clean head (model space, 2 mm)."""
+    import SimpleITK as sitk
+    from BrainAgeLib import degrade, qc
+    from BrainAgeLib.pipeline import read_registered
+    from BrainAgeLib.segmentation import segment_array
+    image = sitk.GetImageFromArray(arr.astype(np.float32))
+    image.SetSpacing((2.0, 2.0, 2.0))
+    labels = sitk.GetImageFromArray(np.argmax(prob, axis=0).astype(np.uint8))
+    labels.CopyInformation(image)
+    lesioned = sitk.GetArrayFromImage(degrade.lesion(image, labels, seed=seed))
+    lp = segment_array(net, lesioned)
+    _, lp, _ = read_registered(net, lesioned, lp)
+    return qc.unexpected_csf_ml(lp)
+
+
+def _ixi10_ids(space) -> tuple[set, set]:
+    """The cache's ixi10 and ixi120 subject ids."""
+    sets = np.asarray(space["set"]).astype(str)
+    ids = np.asarray(space["subject_id"]).astype(str)
+    return set(ids[sets == "ixi10"]), set(ids[sets != "ixi10"])
 
 
 if __name__ == "__main__":
