@@ -39,7 +39,8 @@ def json_differences(a, b, tolerance: float = 0.0, ignore: frozenset = frozenset
     numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
     if numbers and abs(a - b) <= tolerance:
         return []
-    return [] if a == b else [f"{path}: {str(a)[:60]} against {str(b)[:60]}"]
+    same_kind = isinstance(a, bool) == isinstance(b, bool)      # JSON's true is not 1
+    return [] if same_kind and a == b else [f"{path}: {str(a)[:60]} against {str(b)[:60]}"]
 
 
 def differing(measured: Path, networks: list[str], documents: list[str], shipped: Path = SHIPPED,
