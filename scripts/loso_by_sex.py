@@ -26,6 +26,12 @@ def sex_gap(gap: np.ndarray, sex: np.ndarray, seed: int = 0, n_boot: int = 5000)
             "ci95": [round(float(v), 2) for v in np.percentile(boot, [2.5, 97.5])]}
 
 
+def age_adjusted_sex_gap(gap: np.ndarray, sex: np.ndarray, age: np.ndarray) -> float:
+    """Men minus women (years) at the same age: the sex coefficient of gap ~ 1 + age + men."""
+    X = np.column_stack([np.ones_like(age), age, (sex == "M").astype(float)])
+    return float(np.linalg.lstsq(X, gap, rcond=None)[0][2])
+
+
 def main() -> None:
     from BrainAgeLib.site_evaluation import leave_one_site_out
     from BrainAgeLib.training.features import acquisition_copies, model_space_features
@@ -52,7 +58,9 @@ def main() -> None:
         out = sex_gap(gap, s)
         print(f"{direction}: ensemble MAE {r['ensemble']['mae']:.2f}; mean gap women {out['women']:+.2f} "
               f"(n {out['n_women']}), men {out['men']:+.2f} (n {out['n_men']}); men - women "
-              f"{out['men_minus_women']:+.2f} (95 % interval {out['ci95'][0]:+.2f} to {out['ci95'][1]:+.2f}); "
+              f"{out['men_minus_women']:+.2f} (95 % interval {out['ci95'][0]:+.2f} to {out['ci95'][1]:+.2f}; "
+              f"at the same age {age_adjusted_sex_gap(gap, s, age):+.2f}; mean age women "
+              f"{age[s == 'F'].mean():.1f}, men {age[s == 'M'].mean():.1f}); "
               f"r(gap, age) women {np.corrcoef(gap[s == 'F'], age[s == 'F'])[0, 1]:+.2f}, "
               f"men {np.corrcoef(gap[s == 'M'], age[s == 'M'])[0, 1]:+.2f}", flush=True)
 
