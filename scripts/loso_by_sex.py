@@ -56,13 +56,17 @@ def main() -> None:
         gap = r["_ensemble_ages"] - age
         s = sex[rows]
         out = sex_gap(gap, s)
+        by_approach = "; ".join(
+            f"{k} {sex_gap(r[f'_{k}_ages'] - age, s)['men_minus_women']:+.2f} "
+            f"(same age {age_adjusted_sex_gap(r[f'_{k}_ages'] - age, s, age):+.2f})" for k in ("A", "B"))
         print(f"{direction}: ensemble MAE {r['ensemble']['mae']:.2f}; mean gap women {out['women']:+.2f} "
               f"(n {out['n_women']}), men {out['men']:+.2f} (n {out['n_men']}); men - women "
               f"{out['men_minus_women']:+.2f} (95 % interval {out['ci95'][0]:+.2f} to {out['ci95'][1]:+.2f}; "
               f"at the same age {age_adjusted_sex_gap(gap, s, age):+.2f}; mean age women "
               f"{age[s == 'F'].mean():.1f}, men {age[s == 'M'].mean():.1f}); "
               f"r(gap, age) women {np.corrcoef(gap[s == 'F'], age[s == 'F'])[0, 1]:+.2f}, "
-              f"men {np.corrcoef(gap[s == 'M'], age[s == 'M'])[0, 1]:+.2f}", flush=True)
+              f"men {np.corrcoef(gap[s == 'M'], age[s == 'M'])[0, 1]:+.2f}; men - women by approach: {by_approach}",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ def leave_one_site_out(f, name: str, cnn_dirs: dict, weight_a: float, seed: int 
         pos = {int(j): k for k, j in enumerate(pool)}
         y = f["age"][test_rows].astype(float)
         raw_a = model.predict(feature_matrix(t, test_rows, feats))
-        res = {"A": _summary(bias(raw_a), y)}
+        res = {"A": _summary(bias(raw_a), y), "_A_ages": bias(raw_a)}
         d = cnn_dirs.get(train_site)
         if d is not None and (Path(d) / "age_cnn.safetensors").exists():
             w = Path(d) / "age_cnn.safetensors"
@@ -110,6 +110,7 @@ def leave_one_site_out(f, name: str, cnn_dirs: dict, weight_a: float, seed: int 
                 continue
             raw_b = cnn_predictions(t, test_rows, w)
             res["B"] = _summary(bias_b(raw_b), y)
+            res["_B_ages"] = bias_b(raw_b)
             pa_val = oof[[pos[int(j)] for j in va]]      # A's out-of-fold ages, as in training
             bias_e = AgeBiasCorrection().fit(weight_a * pa_val + (1 - weight_a) * pb_val, yv)
             res["ensemble"] = _summary(bias_e(weight_a * raw_a + (1 - weight_a) * raw_b), y)
