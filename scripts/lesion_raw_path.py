@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import argparse
 import collections
-import zlib
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 CEREBELLUM = {38, 39, 40, 41, 71, 72, 73}     # MUSE: cerebellum exterior and white matter, vermis
-VOXEL_ML = 0.008                             # a 2 mm model-space voxel
 
 
 def main() -> None:
     from BrainAgeLib import degrade, qc
-    from BrainAgeLib.evaluation_robustness import _labels, _subjects
+    from BrainAgeLib.evaluation_robustness import _labels, _subjects, condition_draw
+    from BrainAgeLib.qc import MODEL_VOXEL_ML as VOXEL_ML
     from BrainAgeLib.io import read_image
     from BrainAgeLib.pipeline import predict
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -39,9 +38,7 @@ def main() -> None:
     for s in _subjects(args.data, 0, 6, args.seed):
         image = read_image(s["image"])
         labels = _labels(s, args.data, image)
-        draw = int(np.random.SeedSequence([args.seed, zlib.crc32(s["subject_id"].encode()),
-                                           zlib.crc32(b"lesion_45ml")]).generate_state(1)[0])
-        lesioned = degrade.lesion(image, labels, 45.0, draw)
+        lesioned = degrade.lesion(image, labels, 45.0, condition_draw(args.seed, s["subject_id"], "lesion_45ml"))
         native = np.abs(sitk.GetArrayFromImage(sitk.Cast(image, sitk.sitkFloat32))
                         - sitk.GetArrayFromImage(lesioned)) > 1e-3
         muse = sitk.GetArrayFromImage(sitk.ReadImage(str(s["labels"])))

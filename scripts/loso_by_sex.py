@@ -33,8 +33,8 @@ def age_adjusted_sex_gap(gap: np.ndarray, sex: np.ndarray, age: np.ndarray) -> f
 
 
 def main() -> None:
-    from BrainAgeLib.site_evaluation import leave_one_site_out
-    from BrainAgeLib.training.features import acquisition_copies, model_space_features
+    from BrainAgeLib.site_evaluation import a_recipe, leave_one_site_out
+    from BrainAgeLib.training.features import model_space_features
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("camcan_cnn", type=Path)
     ap.add_argument("ixi_cnn", type=Path)
@@ -43,12 +43,8 @@ def main() -> None:
     args = ap.parse_args()
     f = model_space_features(None, args.cache)
     m = json.loads(Path(args.age_model).read_text())
-    recipe = {"invariance": float(m["training"].get("invariance", 0.0))}
-    if recipe["invariance"] > 0:
-        recipe["copies"] = {k: acquisition_copies(None, f, args.cache, k)
-                            for k in m["training"].get("invariance_copies", ["contrast"])}
     loso = leave_one_site_out(f, m["volumes"]["selected"], {"camcan": args.camcan_cnn, "ixi": args.ixi_cnn},
-                              m["ensemble"]["weight_volumes"], recipe=recipe)
+                              m["ensemble"]["weight_volumes"], recipe=a_recipe(m, f, args.cache))
     sex = np.asarray(f["sex"]).astype(str)
     for direction, r in loso.items():
         rows = r["_test_rows"]

@@ -51,8 +51,9 @@ def main() -> None:
         w.writeheader()
         w.writerows(rows)
     if args.lesion:
-        for name, part in (("ixi120", [r for r in rows if r["subject_id"] in _ixi10_ids(space)[1]]),
-                           ("ixi10", [r for r in rows if r["subject_id"] in _ixi10_ids(space)[0]])):
+        which = dict(zip(np.asarray(space["subject_id"]).astype(str), np.asarray(space["set"]).astype(str)))
+        for name in ("ixi120", "ixi10"):
+            part = [r for r in rows if which[r["subject_id"]] == name]
             clean = np.array([r["unexpected_csf_ml"] for r in part])
             hit = np.array([r["lesion45_unexpected_csf_ml"] for r in part])
             print(f"{name} ({len(part)} heads), focal volume (ml) clean / with a 45 ml lesion, "
@@ -78,24 +79,17 @@ def _lesion_ml(net, arr: np.ndarray, prob: np.ndarray, seed: int) -> float:
     """The focal volume (ml) of a registered head with a 45 ml lesion, placed in the tissue of
     the network's labels of the clean head (model space, 2 mm)."""
     import SimpleITK as sitk
-    from BrainAgeLib import degrade, qc
+    from BrainAgeLib import degrade, models, qc
     from BrainAgeLib.pipeline import read_registered
     from BrainAgeLib.segmentation import segment_array
     image = sitk.GetImageFromArray(arr.astype(np.float32))
-    image.SetSpacing((2.0, 2.0, 2.0))
+    image.CopyInformation(models.load_template())       # the cache's heads lie on the template grid
     labels = sitk.GetImageFromArray(np.argmax(prob, axis=0).astype(np.uint8))
     labels.CopyInformation(image)
     lesioned = sitk.GetArrayFromImage(degrade.lesion(image, labels, seed=seed))
     lp = segment_array(net, lesioned)
     _, lp, _ = read_registered(net, lesioned, lp)
     return qc.unexpected_csf_ml(lp)
-
-
-def _ixi10_ids(space) -> tuple[set, set]:
-    """The cache's ixi10 and ixi120 subject ids."""
-    sets = np.asarray(space["set"]).astype(str)
-    ids = np.asarray(space["subject_id"]).astype(str)
-    return set(ids[sets == "ixi10"]), set(ids[sets != "ixi10"])
 
 
 if __name__ == "__main__":

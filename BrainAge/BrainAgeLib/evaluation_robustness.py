@@ -37,6 +37,13 @@ def warning_key(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", " ".join(text.lower().split()[:3])).strip("_") or "other"
 
 
+def condition_draw(seed: int, subject_id: str, condition: str) -> int:
+    """The random draw of one scan's degraded copy: the same for a subject and condition in every
+    run with ``seed``, whatever else the run does."""
+    return int(np.random.SeedSequence([seed, zlib.crc32(subject_id.encode()),
+                                       zlib.crc32(condition.encode())]).generate_state(1)[0])
+
+
 def _subjects(data_dir: Path, n_camcan: int, n_ixi: int, seed: int) -> list[dict]:
     """Seeded draws of Cam-CAN ``test`` subjects and ixi10 subjects, with image and labels paths."""
     from .training.data import camcan_paths, read_camcan_subjects
@@ -124,8 +131,7 @@ def evaluate_robustness(data_dir, out_dir, n_camcan: int = 6, n_ixi: int = 6,
                 if name == "clean":
                     row = clean
                 else:
-                    draw = int(np.random.SeedSequence([seed, zlib.crc32(s["subject_id"].encode()),
-                                                       zlib.crc32(name.encode())]).generate_state(1)[0])
+                    draw = condition_draw(seed, s["subject_id"], name)
                     degraded = available[name](image, labels, draw)
                     if s["skull_stripped"] and degraded.GetSize() == image.GetSize() and name != "offset_-1024":
                         degraded = degrade.keep_zero_background(degraded, image)   # acquired before extraction

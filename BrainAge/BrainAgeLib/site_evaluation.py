@@ -96,7 +96,8 @@ def leave_one_site_out(f, name: str, cnn_dirs: dict, weight_a: float, seed: int 
         pos = {int(j): k for k, j in enumerate(pool)}
         y = f["age"][test_rows].astype(float)
         raw_a = model.predict(feature_matrix(t, test_rows, feats))
-        res = {"A": _summary(bias(raw_a), y), "_A_ages": bias(raw_a)}
+        ages_a = bias(raw_a)
+        res = {"A": _summary(ages_a, y), "_A_ages": ages_a}
         d = cnn_dirs.get(train_site)
         if d is not None and (Path(d) / "age_cnn.safetensors").exists():
             w = Path(d) / "age_cnn.safetensors"
@@ -109,8 +110,8 @@ def leave_one_site_out(f, name: str, cnn_dirs: dict, weight_a: float, seed: int 
                 out[f"train {train_site} -> test {'ixi' if train_site == 'camcan' else 'camcan'}"] = res
                 continue
             raw_b = cnn_predictions(t, test_rows, w)
-            res["B"] = _summary(bias_b(raw_b), y)
-            res["_B_ages"] = bias_b(raw_b)
+            ages_b = bias_b(raw_b)
+            res["B"], res["_B_ages"] = _summary(ages_b, y), ages_b
             pa_val = oof[[pos[int(j)] for j in va]]      # A's out-of-fold ages, as in training
             bias_e = AgeBiasCorrection().fit(weight_a * pa_val + (1 - weight_a) * pb_val, yv)
             res["ensemble"] = _summary(bias_e(weight_a * raw_a + (1 - weight_a) * raw_b), y)
@@ -257,6 +258,21 @@ def reread_unseen(f: dict, cache_path, camcan_dir, resunet_path, log=print) -> d
     return out
 
 
+def a_recipe(age_model: dict, f: dict, cache_path) -> dict:
+    """How ``age_model`` (``age_model.json``, read) trained A, for :func:`leave_one_site_out`:
+    its invariance weight and, when it has one, the cache's acquisition copies it used."""
+    from .training.features import acquisition_copies, copies_path
+    recipe = {"invariance": float(age_model["training"].get("invariance", 0.0))}
+    if recipe["invariance"] > 0:         # A's invariance penalty uses the acquisition copies
+        kinds = age_model["training"].get("invariance_copies", ["contrast"])
+        for k in kinds:
+            if not copies_path(cache_path, k).exists():
+                raise FileNotFoundError(f"{copies_path(cache_path, k)}: no {k} copies; run brainage "
+                                        "train-age-model first (it builds them)")
+        recipe["copies"] = {k: acquisition_copies(None, f, cache_path, k) for k in kinds}
+    return recipe
+
+
 def evaluate_sites(cache_path, out_dir, age_model_dir, cnn_dirs: dict, log=print,
                    reread_resunet=None, camcan_dir=None) -> dict:
     """Run the three analyses above and write ``sites_summary.json`` and ``calibration.csv``.
@@ -274,17 +290,10 @@ def evaluate_sites(cache_path, out_dir, age_model_dir, cnn_dirs: dict, log=print
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"regressor": name, "weight_volumes": w}
-    recipe = {"invariance": float(m["training"].get("invariance", 0.0))}
-    if recipe["invariance"] > 0:         # A's invariance penalty uses the acquisition copies
-        from .training.features import acquisition_copies, copies_path
-        kinds = m["training"].get("invariance_copies", ["contrast"])
-        for k in kinds:
-            if not copies_path(cache_path, k).exists():
-                raise FileNotFoundError(f"{copies_path(cache_path, k)}: no {k} copies; run brainage "
-                                        "train-age-model first (it builds them)")
-        recipe["copies"] = {k: acquisition_copies(None, f, cache_path, k) for k in kinds}
+    recipe = a_recipe(m, f, cache_path)
+    if recipe["invariance"] > 0:
         summary["invariance"] = recipe["invariance"]
-        summary["invariance_copies"] = kinds
+        summary["invariance_copies"] = list(recipe["copies"])
     log("site distance of the features (age-matched Cam-CAN vs ixi120)")
     summary["site_distance"] = site_distance(f)
     log(json.dumps(summary["site_distance"]))

@@ -13,7 +13,6 @@ clean and with a lesion placed in model space (as ``measure_ixi_qc.py --lesion``
 """
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,6 @@ from scipy.ndimage import gaussian_filter, label
 
 DATA = Path("../shared/data")
 SHARES = (0.8, 0.9, 0.95)
-VOXEL_ML = 0.008
 
 
 def wm_share(camcan: Path) -> np.ndarray:
@@ -42,6 +40,7 @@ def wm_share(camcan: Path) -> np.ndarray:
 def measure(prob: np.ndarray, share: np.ndarray) -> list[float]:
     """The largest non-WM region (ml) inside the white matter of nearly everyone, per ``SHARES``."""
     lab = prob.argmax(0)
+    from BrainAgeLib.qc import MODEL_VOXEL_ML
     out = []
     for t in SHARES:
         odd = ((lab == 1) | (lab == 2)) & (share >= t)
@@ -49,14 +48,14 @@ def measure(prob: np.ndarray, share: np.ndarray) -> list[float]:
             out.append(0.0)
             continue
         comp, _ = label(odd, structure=np.ones((3, 3, 3), bool))
-        out.append(float(np.bincount(comp.ravel())[1:].max()) * VOXEL_ML)
+        out.append(float(np.bincount(comp.ravel())[1:].max()) * MODEL_VOXEL_ML)
     return out
 
 
 def main() -> None:
     from BrainAgeLib import degrade as dg
     from BrainAgeLib import models, qc
-    from BrainAgeLib.evaluation_robustness import _labels, _subjects
+    from BrainAgeLib.evaluation_robustness import _labels, _subjects, condition_draw
     from BrainAgeLib.io import read_image
     from BrainAgeLib.pipeline import predict, read_registered
     from BrainAgeLib.preprocessing import normalize_intensity
@@ -91,15 +90,14 @@ def main() -> None:
         arr, prob, _ = read_registered(net, arr, segment_array(net, arr))
         add(f"{which} (cache), clean", prob)
         im = sitk.GetImageFromArray(arr)
-        im.SetSpacing((2.0, 2.0, 2.0))
+        im.CopyInformation(template)
         lab = sitk.GetImageFromArray(prob.argmax(0).astype(np.uint8))
         lab.CopyInformation(im)
         les = sitk.GetArrayFromImage(dg.lesion(im, lab, seed=k + 1))
         add(f"{which} (cache), lesion in model space", read_registered(net, les, segment_array(net, les))[1])
     for s in _subjects(DATA, 0, 6, 20261123):                     # the robustness run's lesion copies
         image = read_image(s["image"])
-        draw = int(np.random.SeedSequence([20261123, zlib.crc32(s["subject_id"].encode()),
-                                           zlib.crc32(b"lesion_45ml")]).generate_state(1)[0])
+        draw = condition_draw(20261123, s["subject_id"], "lesion_45ml")
         les = predict(dg.lesion(image, _labels(s, DATA, image), 45.0, draw), device="cpu")
         add("ixi10 robustness lesion, end to end", les.model_space_probabilities)
         print(s["subject_id"], "end to end:", [round(v, 2) for v in sets["ixi10 robustness lesion, end to end"][-1]],
