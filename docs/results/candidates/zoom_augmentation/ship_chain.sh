@@ -6,6 +6,8 @@
 # (runs/zoom: seeds 1, 2), A refitted with the site weight that sweep chooses, then the Cam-CAN
 # test split, the size and sex readings and the gamma conditions. Each stage skipped when done.
 #   bash docs/results/candidates/zoom_augmentation/ship_chain.sh runs/zoomship
+# Release 20's candidate: the same with longer fine-tunes (B 24 epochs, the Cam-CAN-only CNN 24):
+#   EPOCHS=24 CAMCAN_EPOCHS=24 bash docs/results/candidates/zoom_augmentation/ship_chain.sh runs/zoom24ship
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 W=${1:-runs/zoomship}
@@ -13,11 +15,13 @@ C=runs/release18/features/features.npz
 B=.venv/bin/brainage
 P=.venv/bin/python
 D=docs/results/candidates/zoom_augmentation
+EPOCHS=${EPOCHS:-16}
+CAMCAN_EPOCHS=${CAMCAN_EPOCHS:-20}
 FLAGS="--max-zoom 0.1 --contrast-consistency 0.01 --copies contrast,motion --second-copies thick --cache $C"
 mkdir -p $W/files
 [ -f $W/cnn-both/cnn_export.json ] || $B train-cnn --resume --init BrainAge/Resources/Models/age_cnn.safetensors \
-  --epochs 16 --lr 1e-3 $FLAGS --out $W/cnn-both > $W/cnn-both.log 2>&1
-[ -f $W/cnn-camcan/cnn_export.json ] || $B train-cnn --resume --init runs/age_cnn_previous.safetensors --epochs 20 --lr 1e-3 \
+  --epochs $EPOCHS --lr 1e-3 $FLAGS --out $W/cnn-both > $W/cnn-both.log 2>&1
+[ -f $W/cnn-camcan/cnn_export.json ] || $B train-cnn --resume --init runs/age_cnn_previous.safetensors --epochs $CAMCAN_EPOCHS --lr 1e-3 \
   --sites camcan $FLAGS --out $W/cnn-camcan > $W/cnn-camcan.log 2>&1
 for S in "" -seed2; do
   [ -f $W/evaluate-sites$S/sites_summary.json ] || $B evaluate-sites --cache $C --age-dir BrainAge/Resources/Models \
