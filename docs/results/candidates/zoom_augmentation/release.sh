@@ -5,13 +5,18 @@
 # checked at the end), so the manifest records how each was made. B's run started from release
 # 18's CNN (SHA256 8e052f71..., commit 52ed036); --resume re-exports the finished run.
 #   bash docs/results/candidates/zoom_augmentation/release.sh [models|figures|all]
+# Release 20 (B and the Cam-CAN-only CNN fine-tuned 24 epochs, from the same starting points):
+#   W=runs/zoom24ship EPOCHS=24 RELEASE=20 Z=docs/results/candidates/zoom_augmentation/release20_candidate \
+#     bash docs/results/candidates/zoom_augmentation/release.sh
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
-W=runs/zoomship
+W=${W:-runs/zoomship}
+EPOCHS=${EPOCHS:-16}
+RELEASE=${RELEASE:-19}
 C=runs/release18/features/features.npz
 B=.venv/bin/brainage
 R=docs/results
-Z=docs/results/candidates/zoom_augmentation/release_candidate
+Z=${Z:-docs/results/candidates/zoom_augmentation/release_candidate}
 STEP=${1:-all}
 need() { for f in "$@"; do [ -f $f ] || { echo "the candidate chains have not finished: $f missing"; exit 1; }; done; }
 if [ $STEP != figures ]; then
@@ -20,7 +25,7 @@ need $W/cnn-both/cnn_export.json $W/thick/thick_slice_weights.json $W/robustness
 #    starting point kept out of the models folder that --ship rewrites: release 18's CNN from git
 git show 52ed036:BrainAge/Resources/Models/age_cnn.safetensors > $W/age_cnn_release18.safetensors
 echo "8e052f7196ce6f1443936555c43c8c3ce454827ea2c3c08fd71ae34e61a2dbf4  $W/age_cnn_release18.safetensors" | sha256sum -c
-$B train-cnn --resume --init $W/age_cnn_release18.safetensors --epochs 16 --lr 1e-3 --max-zoom 0.1 \
+$B train-cnn --resume --init $W/age_cnn_release18.safetensors --epochs $EPOCHS --lr 1e-3 --max-zoom 0.1 \
   --contrast-consistency 0.01 --copies contrast,motion --second-copies thick --cache $C --out $W/cnn-both --ship
 $B train-age-model --cnn-dir $W/cnn-both --invariance 0.3 --copies contrast,motion --cache $C \
   --ensemble-weight $Z/sites_summary_seed1.json --out $W/age-release --ship
@@ -36,7 +41,7 @@ cp $W/age-release/normative_table.csv $R/normative_table.csv
 # 4. the shipped files are the ones measured (a re-export may order the safetensors header differently;
 #    the weight's provenance names the copy of the same sites summary, and the lines refitted from
 #    the CSV's 3 decimals may move a reported residual SD in its last digit)
-.venv/bin/python scripts/shipped_equals_measured.py runs/zoomship/models-lines --networks age_cnn.safetensors \
+.venv/bin/python scripts/shipped_equals_measured.py $W/models-lines --networks age_cnn.safetensors \
   --json age_model.json feature_reference.json thick_slice_weights.json --tolerance 0.001 --ignore ensemble.weight_rule
 fi
 [ $STEP = models ] && exit 0
@@ -48,8 +53,8 @@ cp $W/evaluate-age/scatter.png $R/age_test_scatter.png
 .venv/bin/python scripts/chart_reference_cohort.py $R/age_test_predictions.csv
 cp $W/evaluate-ixi/ixi.csv $R/ixi_native.csv
 cp $W/evaluate-ixi/summary.json $R/ixi_native_summary.json
-cp $W/robustness/robustness.csv $R/robustness_release19.csv
-cp $W/robustness/summary.json $R/robustness_release19.json
+cp $W/robustness/robustness.csv $R/robustness_release$RELEASE.csv
+cp $W/robustness/summary.json $R/robustness_release$RELEASE.json
 cp $W/evaluate-sites/sites_summary.json $R/sites_summary.json
 cp $W/evaluate-sites/calibration.csv $R/site_calibration.csv
-echo "release 19 shipped; now the README and docs/generalisation.md"
+echo "release $RELEASE shipped; now the README and docs/generalisation.md"
