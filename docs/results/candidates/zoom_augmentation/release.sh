@@ -23,8 +23,7 @@ if [ $STEP != figures ]; then
 need $W/cnn-both/cnn_export.json $W/thick/thick_slice_weights.json $W/robustness/summary.json
 # 1. B and A, as ship_chain.sh trained them (B re-exported by its rule; A is deterministic). B's
 #    starting point kept out of the models folder that --ship rewrites: release 18's CNN from git
-git show 52ed036:BrainAge/Resources/Models/age_cnn.safetensors > $W/age_cnn_release18.safetensors
-echo "8e052f7196ce6f1443936555c43c8c3ce454827ea2c3c08fd71ae34e61a2dbf4  $W/age_cnn_release18.safetensors" | sha256sum -c
+bash docs/results/candidates/zoom_augmentation/release18_cnn.sh $W/age_cnn_release18.safetensors
 $B train-cnn --resume --init $W/age_cnn_release18.safetensors --epochs $EPOCHS --lr 1e-3 --max-zoom 0.1 \
   --contrast-consistency 0.01 --copies contrast,motion --second-copies thick --cache $C --out $W/cnn-both --ship
 $B train-age-model --cnn-dir $W/cnn-both --invariance 0.3 --copies contrast,motion --cache $C \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Release 18's recipe with B trained under a random isotropic zoom (--max-zoom 0.1), as a
-# release candidate: B on both sites fine-tuned 16 epochs from the shipped CNN (release 5's
+# release candidate: B on both sites fine-tuned 16 epochs from release 18's CNN (release 5's
 # first-step network is not on this machine), a Cam-CAN-only CNN fine-tuned 20 epochs (the zoom
 # trial's 8 left half the size cue), leave-one-site-out with the zoom trial's IXI-only CNNs
 # (runs/zoom: seeds 1, 2), A refitted with the site weight that sweep chooses, then the Cam-CAN
@@ -19,7 +19,8 @@ EPOCHS=${EPOCHS:-16}
 CAMCAN_EPOCHS=${CAMCAN_EPOCHS:-20}
 FLAGS="--max-zoom 0.1 --contrast-consistency 0.01 --copies contrast,motion --second-copies thick --cache $C"
 mkdir -p $W/files
-[ -f $W/cnn-both/cnn_export.json ] || $B train-cnn --resume --init BrainAge/Resources/Models/age_cnn.safetensors \
+[ -f $W/age_cnn_release18.safetensors ] || bash $D/release18_cnn.sh $W/age_cnn_release18.safetensors
+[ -f $W/cnn-both/cnn_export.json ] || $B train-cnn --resume --init $W/age_cnn_release18.safetensors \
   --epochs $EPOCHS --lr 1e-3 $FLAGS --out $W/cnn-both > $W/cnn-both.log 2>&1
 [ -f $W/cnn-camcan/cnn_export.json ] || $B train-cnn --resume --init runs/age_cnn_previous.safetensors --epochs $CAMCAN_EPOCHS --lr 1e-3 \
   --sites camcan $FLAGS --out $W/cnn-camcan > $W/cnn-camcan.log 2>&1
